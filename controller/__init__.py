@@ -1,0 +1,1 @@
+"""Mailyard controller: the REST API, the `mailyard` command and the config pipeline."""

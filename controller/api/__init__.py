@@ -1,0 +1,1 @@
+"""HTTP edge: routers, request/response models, auth and error mapping. No business logic."""

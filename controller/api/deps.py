@@ -1,0 +1,59 @@
+"""Request dependencies: database session, the authenticated caller, the use-case context."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session, sessionmaker
+
+from controller.domain.access import Context, Principal
+from controller.domain.errors import Unauthenticated
+from controller.domain.pagination import DEFAULT_LIMIT, MAX_LIMIT, PageRequest
+from controller.domain.tokens import authenticate
+
+_bearer = HTTPBearer(auto_error=False, description="A Mailyard API token: mailyard_<id>_<secret>")
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    factory: sessionmaker[Session] = request.app.state.sessions
+    with factory() as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def get_principal(
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthenticated(
+            "send an API token as 'Authorization: Bearer <token>'; the first admin token is "
+            "printed by `docker compose exec controller mailyard admin-token`"
+        )
+    return authenticate(session, credentials.credentials)
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def get_context(request: Request, session: SessionDep, principal: PrincipalDep) -> Context:
+    hook: Callable[[Sequence[str]], None] = request.app.state.credentials_changed
+    return Context(session=session, principal=principal, credentials_changed=hook)
+
+
+ContextDep = Annotated[Context, Depends(get_context)]
+
+
+def get_page(
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Items per page.")] = DEFAULT_LIMIT,
+    offset: Annotated[int, Query(ge=0, description="Items to skip.")] = 0,
+) -> PageRequest:
+    return PageRequest(limit=limit, offset=offset)
+
+
+PageDep = Annotated[PageRequest, Depends(get_page)]

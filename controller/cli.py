@@ -1,0 +1,308 @@
+"""The `mailyard` admin command; runs inside the controller container.
+
+It calls the same domain layer as the REST API (same validation, same rules) and acts
+as an admin: whoever can run it already controls the container and its database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from controller.domain import domains, mailboxes, tokens
+from controller.domain.access import SYSTEM, Context
+from controller.domain.errors import MailyardError
+from controller.domain.pagination import MAX_LIMIT, PageRequest
+from controller.settings import Settings, get_settings
+
+
+@contextmanager
+def _context(settings: Settings) -> Iterator[Context]:
+    from controller.db.session import make_engine, make_session_factory
+    from controller.wiring import credentials_changed_hook
+
+    engine = make_engine(settings.resolved_database_url())
+    try:
+        with make_session_factory(engine)() as session:
+            yield Context(session, SYSTEM, credentials_changed_hook(settings))
+    finally:
+        engine.dispose()
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Repeat password: ") != first:
+        raise MailyardError("the passwords do not match")
+    return first
+
+
+def _print_rows(rows: Sequence[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(list(rows), indent=2, default=str))
+        return
+    if not rows:
+        print("(none)")
+        return
+    columns = list(rows[0])
+    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in columns}
+    print("  ".join(c.upper().ljust(widths[c]) for c in columns))
+    for row in rows:
+        print("  ".join(str(row[c]).ljust(widths[c]) for c in columns))
+
+
+def _all_pages(fetch: Callable[[PageRequest], Any]) -> list[Any]:
+    items: list[Any] = []
+    offset = 0
+    while True:
+        page = fetch(PageRequest(limit=MAX_LIMIT, offset=offset))
+        items.extend(page.items)
+        offset += len(page.items)
+        if not page.items or offset >= page.total:
+            return items
+
+
+# --- commands ------------------------------------------------------------------------------
+def cmd_serve(settings: Settings, _args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from controller.db.session import make_engine, make_session_factory
+    from controller.engine.startup import prepare
+    from controller.main import create_app
+    from controller.wiring import configure_logging, credentials_changed_hook
+
+    configure_logging(settings)
+    engine = make_engine(settings.resolved_database_url())
+    sessions = make_session_factory(engine)
+    prepare(settings, engine, sessions)
+    app = create_app(sessions, credentials_changed_hook(settings))
+    uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_level=settings.log_level)
+    return 0
+
+
+def cmd_healthcheck(settings: Settings, _args: argparse.Namespace) -> int:
+    url = f"http://127.0.0.1:{settings.api_port}/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=4) as response:
+            return 0 if response.status == 200 else 1
+    except (urllib.error.URLError, OSError) as exc:
+        print(f"unhealthy: {exc}", file=sys.stderr)
+        return 1
+
+
+def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
+    from controller.db.grants import apply_service_grants
+    from controller.db.migrate import upgrade_to_head
+    from controller.db.session import make_engine
+
+    engine = make_engine(settings.resolved_database_url())
+    upgrade_to_head(engine)
+    apply_service_grants(engine, settings.db_name)
+    print("database schema is up to date")
+    return 0
+
+
+def cmd_admin_token(settings: Settings, _args: argparse.Namespace) -> int:
+    from controller.engine.startup import ADMIN_TOKEN_FILE
+    from controller.services.secret_files import read_secret
+
+    token_file = settings.state_dir / ADMIN_TOKEN_FILE
+    if not token_file.exists():
+        print(
+            "no first admin token yet: the controller creates it at its first start",
+            file=sys.stderr,
+        )
+        return 1
+    with _context(settings) as ctx:
+        if not tokens.bootstrap_token_is_active(ctx.session):
+            print(
+                "the first admin token was revoked; create another with "
+                "`mailyard token create NAME --admin`",
+                file=sys.stderr,
+            )
+            return 1
+    print(read_secret(token_file))
+    return 0
+
+
+def cmd_domain_add(settings: Settings, args: argparse.Namespace) -> int:
+    with _context(settings) as ctx:
+        domain = domains.create_domain(ctx, args.name, args.description)
+        print(f"added domain {domain.name}")
+    return 0
+
+
+def cmd_domain_list(settings: Settings, args: argparse.Namespace) -> int:
+    with _context(settings) as ctx:
+        rows = [
+            {"name": d.name, "active": d.active, "description": d.description}
+            for d in _all_pages(lambda page: domains.list_domains(ctx, page))
+        ]
+    _print_rows(rows, args.json)
+    return 0
+
+
+def cmd_domain_delete(settings: Settings, args: argparse.Namespace) -> int:
+    with _context(settings) as ctx:
+        domains.delete_domain(ctx, args.name, cascade=args.cascade)
+    print(f"deleted domain {args.name}")
+    return 0
+
+
+def cmd_mailbox_add(settings: Settings, args: argparse.Namespace) -> int:
+    password = _read_password(args.password_stdin)
+    with _context(settings) as ctx:
+        mailbox = mailboxes.create_mailbox(ctx, args.address, password, args.quota_mb)
+        print(f"added mailbox {mailbox.address} (quota {mailbox.quota_mb} MiB)")
+    return 0
+
+
+def cmd_mailbox_list(settings: Settings, args: argparse.Namespace) -> int:
+    with _context(settings) as ctx:
+        rows = [
+            {"address": m.address, "quota_mb": m.quota_mb, "active": m.active}
+            for m in _all_pages(lambda page: mailboxes.list_mailboxes(ctx, page, args.domain))
+        ]
+    _print_rows(rows, args.json)
+    return 0
+
+
+def cmd_mailbox_passwd(settings: Settings, args: argparse.Namespace) -> int:
+    password = _read_password(args.password_stdin)
+    with _context(settings) as ctx:
+        mailboxes.update_mailbox(ctx, args.address, mailboxes.MailboxChanges(password=password))
+    print(f"changed the password of {args.address}")
+    return 0
+
+
+def cmd_mailbox_delete(settings: Settings, args: argparse.Namespace) -> int:
+    with _context(settings) as ctx:
+        mailboxes.delete_mailbox(ctx, args.address)
+    print(f"deleted mailbox {args.address} (its maildir is kept on the mail volume)")
+    return 0
+
+
+def cmd_token_create(settings: Settings, args: argparse.Namespace) -> int:
+    with _context(settings) as ctx:
+        issued = tokens.create_token(
+            ctx, args.name, is_admin=args.admin, read_only=args.read_only, domains=args.domain
+        )
+    print(issued.secret)
+    print("store this token now: it is not shown again", file=sys.stderr)
+    return 0
+
+
+def cmd_token_list(settings: Settings, args: argparse.Namespace) -> int:
+    with _context(settings) as ctx:
+        rows = [
+            {
+                "id": t.id,
+                "name": t.name,
+                "admin": t.is_admin,
+                "read_only": t.read_only,
+                "domains": ",".join(sorted(d.domain for d in t.domains)) or "-",
+            }
+            for t in _all_pages(lambda page: tokens.list_tokens(ctx, page))
+        ]
+    _print_rows(rows, args.json)
+    return 0
+
+
+def cmd_token_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    with _context(settings) as ctx:
+        tokens.revoke_token(ctx, args.id)
+    print(f"revoked token {args.id}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mailyard", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    commands.add_parser("serve", help="migrate, render and serve the API").set_defaults(
+        handler=cmd_serve
+    )
+    commands.add_parser("healthcheck", help="exit 0 if the API answers").set_defaults(
+        handler=cmd_healthcheck
+    )
+    commands.add_parser("migrate", help="apply database migrations").set_defaults(
+        handler=cmd_migrate
+    )
+    commands.add_parser("admin-token", help="print the first admin API token").set_defaults(
+        handler=cmd_admin_token
+    )
+
+    domain = commands.add_parser("domain", help="hosted domains").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    add = domain.add_parser("add", help="add a domain")
+    add.add_argument("name")
+    add.add_argument("--description", default="")
+    add.set_defaults(handler=cmd_domain_add)
+    listing = domain.add_parser("list", help="list domains")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(handler=cmd_domain_list)
+    delete = domain.add_parser("delete", help="delete a domain")
+    delete.add_argument("name")
+    delete.add_argument("--cascade", action="store_true", help="also its mailboxes and aliases")
+    delete.set_defaults(handler=cmd_domain_delete)
+
+    mailbox = commands.add_parser("mailbox", help="mailboxes").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    add = mailbox.add_parser("add", help="add a mailbox (asks for the password)")
+    add.add_argument("address")
+    add.add_argument("--quota-mb", type=int, default=1024, help="MiB, 0 = unlimited")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    add.set_defaults(handler=cmd_mailbox_add)
+    listing = mailbox.add_parser("list", help="list mailboxes")
+    listing.add_argument("--domain")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(handler=cmd_mailbox_list)
+    passwd = mailbox.add_parser("passwd", help="change a mailbox password")
+    passwd.add_argument("address")
+    passwd.add_argument("--password-stdin", action="store_true")
+    passwd.set_defaults(handler=cmd_mailbox_passwd)
+    delete = mailbox.add_parser("delete", help="delete a mailbox (mail stays on disk)")
+    delete.add_argument("address")
+    delete.set_defaults(handler=cmd_mailbox_delete)
+
+    token = commands.add_parser("token", help="API tokens").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    create = token.add_parser("create", help="create a token and print it once")
+    create.add_argument("name")
+    create.add_argument("--admin", action="store_true")
+    create.add_argument("--read-only", action="store_true")
+    create.add_argument("--domain", action="append", default=[], help="repeat for several")
+    create.set_defaults(handler=cmd_token_create)
+    listing = token.add_parser("list", help="list tokens (never their secrets)")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(handler=cmd_token_list)
+    revoke = token.add_parser("revoke", help="revoke a token by id")
+    revoke.add_argument("id", type=int)
+    revoke.set_defaults(handler=cmd_token_revoke)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = get_settings()
+    handler: Callable[[Settings, argparse.Namespace], int] = args.handler
+    try:
+        return handler(settings, args)
+    except MailyardError as exc:
+        print(f"mailyard: {exc.message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

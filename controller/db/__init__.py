@@ -1,0 +1,1 @@
+"""Database access: SQLAlchemy models, sessions, migrations and service grants."""

@@ -1,0 +1,186 @@
+"""SQLAlchemy 2 models: the truth that Postfix and Dovecot read live through SQL.
+
+Column names and types are a contract with the SQL queries in templates/postfix/sql and
+templates/dovecot; a change here needs a migration and a look at those queries.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    UniqueConstraint,
+    true,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# Named constraints keep migrations reproducible across MariaDB and SQLite.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Domain(Base):
+    """A domain whose mailboxes and aliases this server hosts (Postfix virtual mailbox domain)."""
+
+    __tablename__ = "domains"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(253), unique=True)
+    description: Mapped[str] = mapped_column(String(255), default="", server_default="")
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+    mailboxes: Mapped[list[Mailbox]] = relationship(back_populates="domain")
+    aliases: Mapped[list[Alias]] = relationship(back_populates="domain")
+    alias_domains: Mapped[list[AliasDomain]] = relationship(back_populates="target_domain")
+
+
+class Mailbox(Base):
+    """A mailbox: a login for IMAP/POP3/submission and a maildir that receives mail."""
+
+    __tablename__ = "mailboxes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    domain_id: Mapped[int] = mapped_column(ForeignKey("domains.id", ondelete="RESTRICT"))
+    local_part: Mapped[str] = mapped_column(String(64))
+    address: Mapped[str] = mapped_column(String(254), unique=True)
+    # Dovecot scheme-prefixed hash, e.g. {ARGON2ID}$argon2id$v=19$...
+    password_hash: Mapped[str] = mapped_column(String(255))
+    quota_mb: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    # Relative to the mail volume. Unique per mailbox ever created, so a mailbox deleted
+    # and created again never sees the previous owner's mail.
+    maildir: Mapped[str] = mapped_column(String(400), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+    domain: Mapped[Domain] = relationship(back_populates="mailboxes")
+
+
+class Alias(Base):
+    """An address that forwards to one or more destinations; `@domain` is a catch-all."""
+
+    __tablename__ = "aliases"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    domain_id: Mapped[int] = mapped_column(ForeignKey("domains.id", ondelete="RESTRICT"))
+    address: Mapped[str] = mapped_column(String(254), unique=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+    domain: Mapped[Domain] = relationship(back_populates="aliases")
+    destinations: Mapped[list[AliasDestination]] = relationship(
+        back_populates="alias",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="AliasDestination.position",
+    )
+
+
+class AliasDestination(Base):
+    """One destination of an alias; Postfix joins the rows of one alias with commas."""
+
+    __tablename__ = "alias_destinations"
+    __table_args__ = (UniqueConstraint("alias_id", "address"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    alias_id: Mapped[int] = mapped_column(ForeignKey("aliases.id", ondelete="CASCADE"))
+    address: Mapped[str] = mapped_column(String(254))
+    position: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+    alias: Mapped[Alias] = relationship(back_populates="destinations")
+
+
+class AliasDomain(Base):
+    """A domain that mirrors a hosted domain: user@alias.example reaches user@target."""
+
+    __tablename__ = "alias_domains"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(253), unique=True)
+    target_domain_id: Mapped[int] = mapped_column(ForeignKey("domains.id", ondelete="RESTRICT"))
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+    target_domain: Mapped[Domain] = relationship(back_populates="alias_domains")
+
+
+class RelayDomain(Base):
+    """A domain this server is backup MX for: mail is queued and forwarded (seed 003)."""
+
+    __tablename__ = "relay_domains"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(253), unique=True)
+    # Postfix next hop ("[host]:port"); NULL means deliver by MX lookup.
+    nexthop: Mapped[str | None] = mapped_column(String(270), nullable=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class ApiToken(Base):
+    """A bearer token: admin or limited to domains, read-only or read-write.
+
+    Only a SHA-256 of the secret part is stored; the secret has 256 bits of entropy, so a
+    slow hash would add nothing but latency.
+    """
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(32), unique=True)
+    secret_sha256: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(100))
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    read_only: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+    domains: Mapped[list[ApiTokenDomain]] = relationship(
+        back_populates="token", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class ApiTokenDomain(Base):
+    """A domain a scoped token may act on. Names, not foreign keys: a token may be made
+    for a domain before it exists, and deleting a domain must not widen a token."""
+
+    __tablename__ = "api_token_domains"
+
+    token_id: Mapped[int] = mapped_column(
+        ForeignKey("api_tokens.id", ondelete="CASCADE"), primary_key=True
+    )
+    domain: Mapped[str] = mapped_column(String(253), primary_key=True)
+
+    token: Mapped[ApiToken] = relationship(back_populates="domains")
+
+
+class SystemState(Base):
+    """Small facts the controller must remember across restarts (e.g. first-start done)."""
+
+    __tablename__ = "system_state"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(255))

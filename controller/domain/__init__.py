@@ -1,0 +1,1 @@
+"""Use-cases on mail data (domains, mailboxes, aliases, tokens); no web framework here."""

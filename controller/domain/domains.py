@@ -1,0 +1,135 @@
+"""Hosted domains: create, read, change, delete."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from controller.db.models import Alias, AliasDomain, Domain, Mailbox
+from controller.domain.access import Context
+from controller.domain.errors import Conflict, InvalidInput, NotFound
+from controller.domain.namespace import ensure_domain_name_free
+from controller.domain.pagination import Page, PageRequest, paginate
+from controller.domain.validation import check_text, normalize_domain
+
+
+def _visible_domain(ctx: Context, name: str) -> Domain:
+    try:
+        normalized = normalize_domain(name)
+    except InvalidInput as exc:
+        raise NotFound(f"domain '{name}' not found") from exc
+    domain = ctx.session.scalar(select(Domain).where(Domain.name == normalized))
+    if domain is None or not ctx.principal.sees(domain.name):
+        raise NotFound(f"domain '{normalized}' not found")
+    return domain
+
+
+def get_domain(ctx: Context, name: str) -> Domain:
+    return _visible_domain(ctx, name)
+
+
+def require_hosted_domain(ctx: Context, name: str, field: str) -> Domain:
+    """The hosted domain an address belongs to, for creating things in it.
+
+    Scope is checked first, so a scoped token learns nothing about domains outside it.
+    """
+    ctx.principal.require_domain_write(name)
+    domain = ctx.session.scalar(select(Domain).where(Domain.name == name))
+    if domain is not None:
+        return domain
+    alias_domain = ctx.session.scalar(select(AliasDomain).where(AliasDomain.name == name))
+    if alias_domain is not None:
+        raise InvalidInput(
+            f"'{name}' is an alias domain of '{alias_domain.target_domain.name}'; "
+            f"create this at '{alias_domain.target_domain.name}' instead",
+            field=field,
+        )
+    raise InvalidInput(
+        f"domain '{name}' is not hosted here; create it first (POST /api/v1/domains)",
+        field=field,
+    )
+
+
+def list_domains(ctx: Context, page: PageRequest) -> Page[Domain]:
+    query = select(Domain).order_by(Domain.name)
+    if not ctx.principal.is_admin:
+        query = query.where(Domain.name.in_(sorted(ctx.principal.domains)))
+    return paginate(ctx.session, query, page)
+
+
+def create_domain(ctx: Context, name: str, description: str = "", active: bool = True) -> Domain:
+    ctx.principal.require_write()
+    ctx.principal.require_admin("create domains")
+    normalized = normalize_domain(name)
+    description = check_text(description, "description")
+    ensure_domain_name_free(ctx.session, normalized)
+    domain = Domain(name=normalized, description=description, active=active)
+    ctx.session.add(domain)
+    try:
+        ctx.session.commit()
+    except IntegrityError as exc:
+        ctx.session.rollback()
+        raise Conflict(f"domain '{normalized}' already exists", field="name") from exc
+    return domain
+
+
+@dataclass(frozen=True)
+class DomainChanges:
+    description: str | None = None
+    active: bool | None = None
+
+
+def update_domain(ctx: Context, name: str, changes: DomainChanges) -> Domain:
+    ctx.principal.require_write()
+    domain = _visible_domain(ctx, name)
+    ctx.principal.require_admin("change domains")
+    affected: list[str] = []
+    if changes.description is not None:
+        domain.description = check_text(changes.description, "description")
+    if changes.active is not None and changes.active != domain.active:
+        domain.active = changes.active
+        affected = [m.address for m in domain.mailboxes]
+    ctx.session.commit()
+    if affected:
+        ctx.credentials_changed(affected)
+    return domain
+
+
+def delete_domain(ctx: Context, name: str, cascade: bool = False) -> None:
+    """Delete a domain. With mailboxes, aliases or alias domains still in it, refuse unless
+    `cascade`; mail already stored in maildirs is kept on disk either way."""
+    ctx.principal.require_write()
+    domain = _visible_domain(ctx, name)
+    ctx.principal.require_admin("delete domains")
+    session = ctx.session
+    mailbox_count = session.scalar(
+        select(func.count()).select_from(Mailbox).where(Mailbox.domain_id == domain.id)
+    )
+    alias_count = session.scalar(
+        select(func.count()).select_from(Alias).where(Alias.domain_id == domain.id)
+    )
+    alias_domain_count = session.scalar(
+        select(func.count())
+        .select_from(AliasDomain)
+        .where(AliasDomain.target_domain_id == domain.id)
+    )
+    if (mailbox_count or alias_count or alias_domain_count) and not cascade:
+        raise Conflict(
+            f"domain '{domain.name}' still has {mailbox_count} mailbox(es), {alias_count} "
+            f"alias(es) and {alias_domain_count} alias domain(s); delete them first or "
+            "repeat the request with cascade=true"
+        )
+    addresses = [m.address for m in domain.mailboxes]
+    for mailbox in list(domain.mailboxes):
+        session.delete(mailbox)
+    for alias in list(domain.aliases):
+        session.delete(alias)
+    for alias_domain in list(domain.alias_domains):
+        session.delete(alias_domain)
+    session.flush()
+    session.delete(domain)
+    session.commit()
+    if addresses:
+        ctx.credentials_changed(addresses)

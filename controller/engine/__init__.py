@@ -1,0 +1,1 @@
+"""Start-up, desired-state rendering and (later) the plan/apply/reconcile pipeline."""

@@ -1,0 +1,49 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from fastapi import APIRouter, FastAPI
+from sqlalchemy.orm import Session, sessionmaker
+
+from controller import __doc__ as package_doc
+from controller.api import problems
+from controller.api.routes import (
+    alias_domains,
+    aliases,
+    domains,
+    health,
+    mailboxes,
+    relay_domains,
+    tokens,
+)
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(
+    sessions: sessionmaker[Session],
+    credentials_changed: Callable[[Sequence[str]], None],
+) -> FastAPI:
+    """Build the app around a session factory and the credentials-changed hook.
+
+    Start-up work (migrations, rendering) happens before this, in `mailyard serve`, so
+    the app itself starts instantly and tests can build it on SQLite.
+    """
+    app = FastAPI(
+        title="Mailyard",
+        version="1",
+        description=(package_doc or "")
+        + "\n\nAuthenticate with `Authorization: Bearer <token>`. Errors are "
+        "`application/problem+json`.",
+    )
+    app.state.sessions = sessions
+    app.state.credentials_changed = credentials_changed
+    problems.install(app)
+    api = APIRouter(prefix=API_PREFIX)
+    for module in (domains, mailboxes, aliases, alias_domains, relay_domains, tokens):
+        api.include_router(module.router)
+    app.include_router(api)
+    app.include_router(health.router)
+    return app

@@ -1,0 +1,1 @@
+"""One module per managed service: what it renders, and how to talk to it."""

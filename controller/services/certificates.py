@@ -1,0 +1,83 @@
+"""The TLS certificate Postfix and Dovecot serve: self-signed at first start.
+
+Files in the certificates volume: `privkey.pem` (0600, root) and `fullchain.pem`
+(leaf first). Both daemons read the key as root before dropping privileges.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+KEY_FILE = "privkey.pem"
+CHAIN_FILE = "fullchain.pem"
+SELF_SIGNED_DAYS = 365
+
+
+@dataclass(frozen=True)
+class CertificatePaths:
+    key: Path
+    chain: Path
+
+
+def paths(certs_dir: Path) -> CertificatePaths:
+    return CertificatePaths(key=certs_dir / KEY_FILE, chain=certs_dir / CHAIN_FILE)
+
+
+def _write_atomic(path: Path, data: bytes, mode: int) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(data)
+    os.chmod(temporary, mode)
+    os.replace(temporary, path)
+
+
+def make_self_signed(hostname: str, now: datetime | None = None) -> tuple[bytes, bytes]:
+    """A P-256 key and a self-signed certificate for `hostname` (PEM key, PEM cert)."""
+    now = now or datetime.now(UTC)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=SELF_SIGNED_DAYS))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+        )
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return key_pem, certificate.public_bytes(serialization.Encoding.PEM)
+
+
+def ensure_certificate(certs_dir: Path, hostname: str) -> bool:
+    """Create a self-signed certificate unless one is installed. Returns True if created.
+
+    The key is written before the chain: a reader never finds a chain without its key.
+    """
+    target = paths(certs_dir)
+    if target.key.exists() and target.chain.exists():
+        return False
+    certs_dir.mkdir(parents=True, exist_ok=True)
+    key_pem, cert_pem = make_self_signed(hostname)
+    _write_atomic(target.key, key_pem, 0o600)
+    _write_atomic(target.chain, cert_pem, 0o644)
+    return True

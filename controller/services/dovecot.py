@@ -1,0 +1,76 @@
+"""Dovecot: the files Mailyard renders for it, and its auth cache.
+
+Contract with images/dovecot: group id 210 is `dovecot`, vmail is 5000:5000, config
+appears at /etc/mailyard/dovecot/current.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import socket
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+
+from controller.services.rendering import TemplateFile
+
+log = logging.getLogger(__name__)
+
+SERVICE = "dovecot"
+DOVECOT_GID = 210
+VMAIL_UID = 5000
+LMTP_PORT = 24
+SASL_PORT = 12345
+QUOTA_STATUS_PORT = 12340
+
+TEMPLATES: tuple[TemplateFile, ...] = (
+    # Both files hold secrets (doveadm API key, database password).
+    TemplateFile("dovecot.conf.j2", "dovecot.conf", mode=0o640, gid=DOVECOT_GID),
+    TemplateFile("dovecot-sql.conf.ext.j2", "dovecot-sql.conf.ext", mode=0o640, gid=DOVECOT_GID),
+)
+
+
+class AuthCache:
+    """Flushes Dovecot's auth cache for changed users on every replica.
+
+    Dovecot caches logins (and failed logins); without a flush a deleted mailbox could
+    still log in, and a new one could be refused, until the cache entry expires. The
+    flush goes through doveadm's HTTP API on the internal network; the cache TTL in
+    dovecot.conf bounds the damage if a replica cannot be reached.
+    """
+
+    def __init__(self, host: str, port: int, api_key: str, timeout: float = 3.0) -> None:
+        self._host = host
+        self._port = port
+        self._authorization = "X-Dovecot-API " + base64.b64encode(api_key.encode()).decode()
+        self._timeout = timeout
+
+    def _replicas(self) -> list[str]:
+        try:
+            infos = socket.getaddrinfo(self._host, self._port, socket.AF_INET, socket.SOCK_STREAM)
+        except socket.gaierror:
+            # No Dovecot running means no cache to flush.
+            return []
+        return sorted({str(info[4][0]) for info in infos})
+
+    def flush(self, users: Sequence[str]) -> None:
+        if not users:
+            return
+        body = json.dumps([["authCacheFlush", {"user": list(users)}, "flush"]]).encode()
+        for address in self._replicas():
+            request = urllib.request.Request(
+                f"http://{address}:{self._port}/doveadm/v1",
+                data=body,
+                method="POST",
+                headers={"Authorization": self._authorization, "Content-Type": "application/json"},
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=self._timeout) as response:  # noqa: S310
+                    reply = json.loads(response.read())
+            except (OSError, urllib.error.URLError, ValueError) as exc:
+                log.warning("could not flush Dovecot's auth cache on %s: %s", address, exc)
+                continue
+            if not reply or reply[0][0] != "doveadmResponse":
+                log.warning("Dovecot on %s refused the auth cache flush: %s", address, reply)

@@ -1,0 +1,72 @@
+#!/bin/bash
+# Starts MariaDB for Mailyard.
+#
+# First start: generates one random password per database user into the secrets volume
+# (never into the image), initialises the data directory. Every start: re-applies the
+# users and passwords from the secrets volume through --init-file, so a restored
+# database or a regenerated secret never leaves a service locked out.
+set -euo pipefail
+
+secrets_dir=/var/lib/mailyard-secrets
+datadir=/var/lib/mysql
+database=${MAILYARD_DB_NAME:-mailyard}
+
+umask 077
+mkdir -p "$secrets_dir"
+for user in controller postfix dovecot; do
+  file="$secrets_dir/db-$user-password"
+  if [ ! -s "$file" ]; then
+    # 32 characters from [A-Za-z0-9]: safe inside SQL, Postfix and Dovecot config quoting.
+    # (No `tr </dev/urandom | head`: under pipefail its SIGPIPE would abort the script.)
+    random=$(head -c 1024 /dev/urandom | tr -dc 'A-Za-z0-9')
+    [ ${#random} -ge 32 ] || { echo "could not generate a password" >&2; exit 1; }
+    printf '%s' "${random:0:32}" >"$file.tmp"
+    mv "$file.tmp" "$file"
+    echo "generated database password for '$user' (stored in the secrets volume)"
+  fi
+done
+# The controller reads these files; it runs as root in its own container.
+chmod 0600 "$secrets_dir"/db-*-password
+
+if [ ! -d "$datadir/mysql" ]; then
+  echo "initialising the MariaDB data directory"
+  mariadb-install-db --user=mysql --datadir="$datadir" --skip-test-db >/dev/null
+fi
+chown -R mysql:mysql "$datadir" /run/mysqld
+
+password() { cat "$secrets_dir/db-$1-password"; }
+init_file=/run/mysqld/mailyard-init.sql
+rm -f /run/mysqld/mailyard-ready
+cat >"$init_file" <<SQL
+CREATE DATABASE IF NOT EXISTS \`$database\` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;
+CREATE USER IF NOT EXISTS 'mailyard'@'%';
+ALTER USER 'mailyard'@'%' IDENTIFIED BY '$(password controller)';
+GRANT ALL PRIVILEGES ON \`$database\`.* TO 'mailyard'@'%' WITH GRANT OPTION;
+-- Postfix and Dovecot get table and column grants from the controller after each
+-- migration (least privilege: Postfix never sees password hashes).
+CREATE USER IF NOT EXISTS 'mailyard_postfix'@'%';
+ALTER USER 'mailyard_postfix'@'%' IDENTIFIED BY '$(password postfix)';
+CREATE USER IF NOT EXISTS 'mailyard_dovecot'@'%';
+ALTER USER 'mailyard_dovecot'@'%' IDENTIFIED BY '$(password dovecot)';
+FLUSH PRIVILEGES;
+SQL
+chown mysql:mysql "$init_file"
+chmod 0600 "$init_file"
+
+mariadbd --user=mysql --datadir="$datadir" --init-file="$init_file" &
+server_pid=$!
+trap 'kill -TERM $server_pid; wait $server_pid' TERM INT
+
+# Mark ready once the controller's credentials work over TCP, i.e. the init file ran.
+for _ in $(seq 1 120); do
+  if MYSQL_PWD="$(password controller)" mariadb --protocol=tcp -h 127.0.0.1 -u mailyard \
+       -e 'SELECT 1' "$database" >/dev/null 2>&1; then
+    touch /run/mysqld/mailyard-ready
+    rm -f "$init_file"
+    echo "MariaDB is ready for Mailyard"
+    break
+  fi
+  kill -0 "$server_pid" 2>/dev/null || break
+  sleep 1
+done
+wait "$server_pid"

@@ -1,0 +1,23 @@
+#!/bin/bash
+# Healthy when SMTP answers at protocol level on 25 (through postscreen) and on the
+# submission port: a 220 banner, then a 250 reply to EHLO.
+set -euo pipefail
+
+smtp_ehlo() {
+  local port=$1 line
+  exec 3<>"/dev/tcp/127.0.0.1/$port"
+  IFS= read -r -t 5 line <&3
+  [[ $line == 220* ]] || { echo "port $port: no 220 banner: $line"; return 1; }
+  printf 'EHLO healthcheck.invalid\r\n' >&3
+  while IFS= read -r -t 5 line <&3; do
+    [[ $line == 250-* ]] && continue
+    [[ $line == 250\ * ]] && break
+    echo "port $port: EHLO refused: $line"; return 1
+  done
+  [[ $line == 250\ * ]] || { echo "port $port: no EHLO reply"; return 1; }
+  printf 'QUIT\r\n' >&3
+  exec 3>&-
+}
+
+smtp_ehlo 25
+smtp_ehlo 587
