@@ -8,6 +8,9 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from controller.domain.errors import InvalidInput
+from controller.domain.validation import normalize_domain
+
 _REPO_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 
@@ -20,7 +23,9 @@ class Settings(BaseSettings):
     environment.
     """
 
-    model_config = SettingsConfigDict(env_prefix="MAILYARD_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="MAILYARD_", extra="ignore", validate_assignment=True
+    )
 
     hostname: str = Field(
         default="mail.example.com",
@@ -74,6 +79,26 @@ class Settings(BaseSettings):
     db_wait_seconds: float = Field(
         default=120.0, description="How long start-up waits for the database to answer."
     )
+
+    @field_validator("hostname")
+    @classmethod
+    def _valid_hostname(cls, value: str) -> str:
+        # Checked before anything is written: the name goes into main.cf, dovecot.conf
+        # and the certificate. Stored as lowercase A-labels, like every domain.
+        try:
+            return normalize_domain(value, "MAILYARD_HOSTNAME")
+        except InvalidInput as exc:
+            raise ValueError(exc.message) from exc
+
+    @field_validator("db_name", "db_user")
+    @classmethod
+    def _plain_identifier(cls, value: str) -> str:
+        # These are placed inside GRANT statements and config files.
+        if not value or not all(
+            char.isascii() and (char.isalnum() or char == "_") for char in value
+        ):
+            raise ValueError("use only ASCII letters, digits and '_'")
+        return value
 
     @field_validator("log_level")
     @classmethod

@@ -40,7 +40,7 @@ def require_hosted_domain(ctx: Context, name: str, field: str) -> Domain:
     if domain is not None:
         return domain
     alias_domain = ctx.session.scalar(select(AliasDomain).where(AliasDomain.name == name))
-    if alias_domain is not None:
+    if alias_domain is not None and ctx.principal.sees(alias_domain.target_domain.name):
         raise InvalidInput(
             f"'{name}' is an alias domain of '{alias_domain.target_domain.name}'; "
             f"create this at '{alias_domain.target_domain.name}' instead",

@@ -7,7 +7,7 @@ Dovecot verifies through libsodium, which only supports one lane.
 from __future__ import annotations
 
 from argon2 import PasswordHasher, Type
-from argon2.exceptions import VerificationError, VerifyMismatchError
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 SCHEME_PREFIX = "{ARGON2ID}"
 
@@ -26,5 +26,5 @@ def verify_password(stored: str, password: str) -> bool:
         return False
     try:
         return _hasher.verify(stored.removeprefix(SCHEME_PREFIX), password)
-    except (VerifyMismatchError, VerificationError):
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False

@@ -52,11 +52,12 @@ def check_text(value: str, field: str, *, max_length: int = MAX_TEXT_LENGTH) -> 
     return value
 
 
-def normalize_domain(value: str, field: str = "name") -> str:
+def normalize_domain(value: str, field: str = "name", *, single_label: bool = False) -> str:
     """Return the domain as lowercase IDNA A-labels, or raise InvalidInput.
 
     Unicode input (münchen.de) is accepted and stored as its A-label form
-    (xn--mnchen-3ya.de), which is what Postfix and DNS see.
+    (xn--mnchen-3ya.de), which is what Postfix and DNS see. Mail domains need two labels;
+    `single_label` admits host names such as a compose service ("relay") for next hops.
     """
     _reject_control_characters(value, field)
     candidate = value.strip()
@@ -75,7 +76,7 @@ def normalize_domain(value: str, field: str = "name") -> str:
     if len(ascii_name) > MAX_DOMAIN_LENGTH:
         raise InvalidInput(f"{field} is longer than {MAX_DOMAIN_LENGTH} characters", field=field)
     labels = ascii_name.split(".")
-    if len(labels) < 2:
+    if len(labels) < 2 and not single_label:
         raise InvalidInput(
             f"{field} '{candidate}' needs at least two labels, e.g. example.org", field=field
         )
@@ -142,6 +143,12 @@ def parse_address(
             + ("" if not allow_catch_all else "; use '@domain' for a catch-all"),
             field=field,
         )
+    if len(local_part) > MAX_LOCAL_PART_LENGTH:
+        raise InvalidInput(
+            f"{field}: the part before the '@' is longer than {MAX_LOCAL_PART_LENGTH} "
+            "characters (RFC 5321 limit)",
+            field=field,
+        )
     if not local_part.isascii():
         raise InvalidInput(
             f"{field} '{raw}': non-ASCII local parts need SMTPUTF8 end to end and are not "
@@ -162,6 +169,9 @@ def parse_address(
             allow_domain_literal=False,
             check_deliverability=False,
             globally_deliverable=False,
+            # Admits `.test` (RFC 6761, for test setups such as our own suite); other
+            # special-use names (.invalid, .localhost, .onion, ...) stay refused.
+            test_environment=True,
         )
     except EmailNotValidError as exc:
         raise InvalidInput(f"{field} '{raw}' is not a valid address: {exc}", field=field) from exc
@@ -215,16 +225,17 @@ def normalize_nexthop(value: str, field: str = "nexthop") -> str:
     else:
         host, _, port_text = rest.partition(":")
         rest_port = f":{port_text}" if port_text else ""
-    if rest_port:
-        if not rest_port.startswith(":") or not rest_port[1:].isdigit():
+    if rest_port or rest.endswith(":"):
+        digits = rest_port[1:]
+        if not rest_port.startswith(":") or not (digits.isascii() and digits.isdigit()):
             raise InvalidInput(f"{field} '{raw}': the port must be a number after ':'", field=field)
-        port = int(rest_port[1:])
+        port = int(digits)
         if not 1 <= port <= 65535:
             raise InvalidInput(f"{field} '{raw}': the port must be 1 to 65535", field=field)
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:
-        normalized_host = normalize_domain(host, field)
+        normalized_host = normalize_domain(host, field, single_label=True)
     else:
         if not bracketed:
             raise InvalidInput(

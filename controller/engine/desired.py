@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from controller.domain.validation import normalize_domain, normalize_nexthop
+from controller.domain.validation import normalize_nexthop
 from controller.services import dovecot, postfix
 from controller.services.certificates import paths as certificate_paths
 from controller.services.rendering import Release, render_release
@@ -30,7 +30,7 @@ class MailDefaults:
 def _common_context(settings: Settings) -> dict[str, Any]:
     certs = certificate_paths(settings.certs_dir)
     return {
-        "hostname": normalize_domain(settings.hostname, "MAILYARD_HOSTNAME"),
+        "hostname": settings.hostname,
         "db_host": settings.db_host,
         "db_name": settings.db_name,
         "dovecot_host": settings.dovecot_host,

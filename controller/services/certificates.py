@@ -68,13 +68,35 @@ def make_self_signed(hostname: str, now: datetime | None = None) -> tuple[bytes,
     return key_pem, certificate.public_bytes(serialization.Encoding.PEM)
 
 
-def ensure_certificate(certs_dir: Path, hostname: str) -> bool:
-    """Create a self-signed certificate unless one is installed. Returns True if created.
+def _is_our_self_signed_for_another_name(chain: Path, hostname: str) -> bool:
+    """True for a self-signed certificate (issuer == subject) that does not name
+    `hostname`: the one made at an earlier start under another MAILYARD_HOSTNAME."""
+    try:
+        certificate = x509.load_pem_x509_certificate(chain.read_bytes())
+    except ValueError:
+        return False
+    if certificate.issuer != certificate.subject:
+        return False  # issued by a CA (ACME or the admin's own): never replaced here
+    try:
+        names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return True
+    return hostname not in names.value.get_values_for_type(x509.DNSName)
 
-    The key is written before the chain: a reader never finds a chain without its key.
+
+def ensure_certificate(certs_dir: Path, hostname: str) -> bool:
+    """Make sure a certificate is installed; returns True if one was created.
+
+    Creates a self-signed one at first start, and again when the hostname changed and
+    the installed one is our own self-signed certificate. The key is written before the
+    chain: a reader never finds a chain without its key.
     """
     target = paths(certs_dir)
-    if target.key.exists() and target.chain.exists():
+    if (
+        target.key.exists()
+        and target.chain.exists()
+        and not _is_our_self_signed_for_another_name(target.chain, hostname)
+    ):
         return False
     certs_dir.mkdir(parents=True, exist_ok=True)
     key_pem, cert_pem = make_self_signed(hostname)

@@ -1,0 +1,289 @@
+"""Starts the real stack (compose.yaml + compose.test.yaml) once per test session.
+
+The project gets a unique name and free loopback ports, so it never collides with a
+running Mailyard or an earlier run. On any failure, every container's log is written to
+the terminal and to test-logs/<project>/. The project is always removed (`down -v`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import smtplib
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from mailtools import imap_message_ids, insecure_tls, wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+HOSTNAME = "mail.mailyard.test"
+PASSWORD = "correct horse battery staple"
+PORTS = {
+    "smtp": "MAILYARD_SMTP_PORT",
+    "smtps": "MAILYARD_SMTPS_PORT",
+    "submission": "MAILYARD_SUBMISSION_PORT",
+    "imap": "MAILYARD_IMAP_PORT",
+    "imaps": "MAILYARD_IMAPS_PORT",
+    "pop3": "MAILYARD_POP3_PORT",
+    "pop3s": "MAILYARD_POP3S_PORT",
+    "managesieve": "MAILYARD_MANAGESIEVE_PORT",
+    "api": "MAILYARD_API_PORT",
+}
+FAILED = pytest.StashKey[bool]()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/stack" in str(item.path):
+            item.add_marker(pytest.mark.stack)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if report.failed:
+        item.config.stash[FAILED] = True
+    return report
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _compose_command() -> list[str]:
+    if (
+        subprocess.run(
+            ["docker", "compose", "version"], capture_output=True, check=False
+        ).returncode
+        == 0
+    ):
+        return ["docker", "compose"]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    pytest.fail("neither `docker compose` nor `docker-compose` is available: run scripts/test")
+
+
+@dataclass
+class Stack:
+    project: str
+    compose: list[str]
+    env: dict[str, str]
+    ports: dict[str, int]
+    host: str = "127.0.0.1"
+    admin_token: str = ""
+    _containers: dict[str, str] = field(default_factory=dict)
+
+    # --- processes ------------------------------------------------------------------
+    def run_compose(
+        self, *args: str, check: bool = True, timeout: float = 600, **kwargs: Any
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*self.compose, *args],
+            env=self.env,
+            cwd=REPO,
+            check=check,
+            text=True,
+            capture_output=True,
+            timeout=timeout,
+            **kwargs,
+        )
+
+    def container(self, service: str) -> str:
+        if service not in self._containers:
+            ids = self.run_compose("ps", "-q", service).stdout.split()
+            assert ids, f"no container for service {service}"
+            self._containers[service] = ids[0]
+        return self._containers[service]
+
+    def exec(
+        self, service: str, *command: str, stdin: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["docker", "exec", "-i", self.container(service), *command],
+            input=stdin,
+            text=True,
+            capture_output=True,
+            check=check,
+            timeout=120,
+        )
+
+    def mailyard(
+        self, *args: str, stdin: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """The `mailyard` admin command inside the controller container."""
+        return self.exec("controller", "mailyard", *args, stdin=stdin, check=check)
+
+    # --- API ------------------------------------------------------------------------------
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.host}:{self.ports['api']}/api/v1"
+
+    def api(
+        self, method: str, path: str, token: str | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token or self.admin_token}"}
+        return httpx.request(method, f"{self.api_url}{path}", headers=headers, timeout=30, **kwargs)
+
+    def new_domain(self, prefix: str = "d") -> str:
+        name = f"{prefix}-{uuid.uuid4().hex[:8]}.test"
+        response = self.api("POST", "/domains", json={"name": name})
+        assert response.status_code == 201, response.text
+        return name
+
+    def new_mailbox(self, domain: str, local: str = "user", quota_mb: int = 100) -> str:
+        address = f"{local}@{domain}"
+        response = self.api(
+            "POST",
+            "/mailboxes",
+            json={"address": address, "password": PASSWORD, "quota_mb": quota_mb},
+        )
+        assert response.status_code == 201, response.text
+        return address
+
+    # --- mail clients -------------------------------------------------------------------
+    def smtp(self) -> smtplib.SMTP:
+        """A connection to port 25 as a stranger on the Internet would make it."""
+        client = smtplib.SMTP(self.host, self.ports["smtp"], timeout=60)
+        client.ehlo("client.remote.test")
+        return client
+
+    def submission(self, login: str, password: str = PASSWORD) -> smtplib.SMTP:
+        """An authenticated submission session on 587 (STARTTLS, then AUTH)."""
+        client = smtplib.SMTP(self.host, self.ports["submission"], timeout=60)
+        client.ehlo("laptop.remote.test")
+        client.starttls(context=insecure_tls())
+        client.ehlo("laptop.remote.test")
+        client.login(login, password)
+        return client
+
+    def wait_for_delivery(
+        self,
+        address: str,
+        message_id: str,
+        *,
+        folder: str = "INBOX",
+        password: str = PASSWORD,
+        timeout: float = 30.0,
+    ) -> None:
+        wait_for(
+            f"{message_id} in {address}'s {folder}",
+            lambda: (
+                message_id
+                in imap_message_ids(self.host, self.ports["imaps"], address, password, folder)
+            ),
+            timeout=timeout,
+        )
+
+    def inbox(self, address: str, password: str = PASSWORD, folder: str = "INBOX") -> list[str]:
+        return imap_message_ids(self.host, self.ports["imaps"], address, password, folder)
+
+    # --- outbound sink --------------------------------------------------------------------
+    def sink_contains(self, needle: str) -> bool:
+        result = self.exec("sink", "grep", "-rlF", needle, "/var/sink", check=False)
+        return result.returncode == 0
+
+    # --- diagnostics ----------------------------------------------------------------------
+    def dump_logs(self, write: Any) -> None:
+        target = REPO / "test-logs" / self.project
+        target.mkdir(parents=True, exist_ok=True)
+        services = self.run_compose("ps", "--services", check=False).stdout.split()
+        for service in services:
+            logs = self.run_compose("logs", "--no-color", "--timestamps", service, check=False)
+            text = logs.stdout + logs.stderr
+            (target / f"{service}.log").write_text(text)
+            write(f"\n===== logs of {service} ({self.project}) =====")
+            for line in text.splitlines()[-400:]:
+                write(line)
+        write(f"\nfull logs in {target}")
+
+
+def _wait_healthy(stack: Stack, timeout: float = 360) -> None:
+    deadline = time.monotonic() + timeout
+    states: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        ids = stack.run_compose("ps", "-q").stdout.split()
+        if ids:
+            inspected = json.loads(
+                subprocess.run(
+                    ["docker", "inspect", *ids], capture_output=True, text=True, check=True
+                ).stdout
+            )
+            states = {
+                item["Name"].lstrip("/"): (item["State"].get("Health") or {}).get(
+                    "Status", item["State"]["Status"]
+                )
+                for item in inspected
+            }
+            if len(states) >= 5 and all(state == "healthy" for state in states.values()):
+                return
+        time.sleep(2)
+    raise AssertionError(f"the stack did not become healthy within {timeout:.0f}s: {states}")
+
+
+def _start(stack: Stack) -> None:
+    up = stack.run_compose("up", "-d", "--no-build", check=False)
+    if up.returncode != 0:
+        raise AssertionError(f"compose up failed:\n{up.stdout}\n{up.stderr}")
+    _wait_healthy(stack)
+
+
+@pytest.fixture(scope="session")
+def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
+    if subprocess.run(["docker", "info"], capture_output=True, check=False).returncode != 0:
+        pytest.fail("the Docker daemon is not reachable: run the suite through scripts/test")
+    project = f"mailyard-test-{uuid.uuid4().hex[:8]}"
+    ports = {name: _free_port() for name in PORTS}
+    env = dict(os.environ)
+    env.update({variable: str(ports[name]) for name, variable in PORTS.items()})
+    env.update(
+        {
+            "COMPOSE_PROJECT_NAME": project,
+            "MAILYARD_BIND_ADDRESS": "127.0.0.1",
+            "MAILYARD_API_BIND_ADDRESS": "127.0.0.1",
+            "MAILYARD_HOSTNAME": HOSTNAME,
+            "MAILYARD_RELAYHOST": "[sink]:25",
+        }
+    )
+    compose = [
+        *_compose_command(),
+        "-p",
+        project,
+        "-f",
+        str(REPO / "compose.yaml"),
+        "-f",
+        str(REPO / "tests/stack/compose.test.yaml"),
+    ]
+    stack = Stack(project=project, compose=compose, env=env, ports=ports)
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+
+    def write(line: str) -> None:
+        if reporter is not None:
+            reporter.write_line(line)
+        else:
+            print(line)
+
+    request.config.stash[FAILED] = False
+    try:
+        started = time.monotonic()
+        _start(stack)
+        write(f"\nstack {project} healthy after {time.monotonic() - started:.0f}s")
+        stack.admin_token = stack.mailyard("admin-token").stdout.strip()
+        yield stack
+    except BaseException:
+        request.config.stash[FAILED] = True
+        raise
+    finally:
+        if request.config.stash.get(FAILED, False):
+            stack.dump_logs(write)
+        stack.run_compose("down", "-v", "--remove-orphans", "--timeout", "5", check=False)

@@ -1,0 +1,227 @@
+"""The `mailyard` command (controller/cli.py) against a migrated SQLite database."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from controller import cli
+from controller.db.models import Mailbox
+from controller.domain.errors import Unauthenticated
+from controller.domain.passwords import verify_password
+from controller.domain.tokens import authenticate
+from controller.settings import get_settings
+
+Run = Callable[..., tuple[int, str, str]]
+Stored = Callable[[str], Mailbox | None]
+
+
+@pytest.fixture
+def run(
+    database_file: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> Iterator[Run]:
+    """Run `mailyard ARGS...` and return (exit code, stdout, stderr)."""
+    monkeypatch.setenv("MAILYARD_DATABASE_URL", f"sqlite:///{database_file}")
+    monkeypatch.setenv("MAILYARD_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("MAILYARD_SECRETS_DIR", str(tmp_path / "secrets"))
+    # No Dovecot here: the credentials hook must find no replica to flush, not hang.
+    monkeypatch.setenv("MAILYARD_DOVECOT_HOST", "dovecot.invalid")
+    get_settings.cache_clear()
+
+    def invoke(*args: str, stdin: str | None = None) -> tuple[int, str, str]:
+        if stdin is not None:
+            monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+        capsys.readouterr()
+        code = cli.main(list(args))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    yield invoke
+    get_settings.cache_clear()
+
+
+def test_domain_add_and_list(run: Run) -> None:
+    code, out, _ = run("domain", "add", "München.DE", "--description", "Bavaria")
+    assert code == 0
+    assert "xn--mnchen-3ya.de" in out
+    assert run("domain", "add", "example.org")[0] == 0
+    code, out, _ = run("domain", "list", "--json")
+    assert code == 0
+    assert json.loads(out) == [
+        {"name": "example.org", "active": True, "description": ""},
+        {"name": "xn--mnchen-3ya.de", "active": True, "description": "Bavaria"},
+    ]
+    code, out, _ = run("domain", "list")
+    assert code == 0
+    header, *rows = out.splitlines()
+    assert header.split() == ["NAME", "ACTIVE", "DESCRIPTION"]
+    assert [row.split()[0] for row in rows] == ["example.org", "xn--mnchen-3ya.de"]
+
+
+def test_empty_list_says_so(run: Run) -> None:
+    code, out, _ = run("domain", "list")
+    assert code == 0
+    assert out.strip() == "(none)"
+    code, out, _ = run("mailbox", "list", "--json")
+    assert json.loads(out) == []
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["bad_name.org", "example.org.", "localhost", "a.com\r\nRCPT TO:<x@y>", ""],
+)
+def test_invalid_domain_exits_2_with_a_message(run: Run, name: str) -> None:
+    code, out, err = run("domain", "add", name)
+    assert code == 2
+    assert err.startswith("mailyard: ")
+    assert len(err.strip()) > len("mailyard: ") + 10
+    assert out == ""
+    assert json.loads(run("domain", "list", "--json")[1]) == []
+
+
+def test_duplicate_domain_exits_2(run: Run) -> None:
+    assert run("domain", "add", "example.org")[0] == 0
+    code, _, err = run("domain", "add", "EXAMPLE.org")
+    assert code == 2
+    assert "already" in err
+
+
+def test_mailbox_add_with_password_from_stdin(run: Run, stored_mailbox: Stored) -> None:
+    assert run("domain", "add", "example.org")[0] == 0
+    code, out, _ = run(
+        "mailbox",
+        "add",
+        "Alice@Example.org",
+        "--password-stdin",
+        "--quota-mb",
+        "2048",
+        stdin="correct horse battery\n",
+    )
+    assert code == 0
+    assert "alice@example.org" in out
+    row = stored_mailbox("alice@example.org")
+    assert row is not None
+    assert row.quota_mb == 2048
+    # The line break that ends the input is not part of the password.
+    assert verify_password(row.password_hash, "correct horse battery")
+
+    code, out, _ = run("mailbox", "list")
+    assert code == 0
+    header, *rows = out.splitlines()
+    assert header.split() == ["ADDRESS", "QUOTA_MB", "ACTIVE"]
+    assert [row.split() for row in rows] == [["alice@example.org", "2048", "True"]]
+    code, out, _ = run("mailbox", "list", "--domain", "example.org", "--json")
+    assert json.loads(out) == [{"address": "alice@example.org", "quota_mb": 2048, "active": True}]
+
+
+@pytest.mark.parametrize(
+    ("address", "password"),
+    [
+        ("alice@example.org", "short\n"),
+        ("alice@example.org", "\n"),
+        ("alice+tag@example.org", "correct horse battery\n"),
+        ("alice@unknown.example", "correct horse battery\n"),
+    ],
+)
+def test_invalid_mailbox_exits_2_and_writes_nothing(run: Run, address: str, password: str) -> None:
+    assert run("domain", "add", "example.org")[0] == 0
+    code, _, err = run("mailbox", "add", address, "--password-stdin", stdin=password)
+    assert code == 2
+    assert err.startswith("mailyard: ")
+    assert json.loads(run("mailbox", "list", "--json")[1]) == []
+
+
+def test_mailbox_passwd_and_delete(run: Run, stored_mailbox: Stored) -> None:
+    run("domain", "add", "example.org")
+    run("mailbox", "add", "alice@example.org", "--password-stdin", stdin="first password\n")
+    code, _, _ = run(
+        "mailbox", "passwd", "alice@example.org", "--password-stdin", stdin="second password\n"
+    )
+    assert code == 0
+    row = stored_mailbox("alice@example.org")
+    assert row is not None
+    assert verify_password(row.password_hash, "second password")
+    assert not verify_password(row.password_hash, "first password")
+    code, _, err = run("domain", "delete", "example.org")
+    assert code == 2
+    assert "cascade" in err
+    assert run("mailbox", "delete", "alice@example.org")[0] == 0
+    assert stored_mailbox("alice@example.org") is None
+    assert run("mailbox", "delete", "alice@example.org")[0] == 2
+    assert run("domain", "delete", "example.org")[0] == 0
+    assert json.loads(run("domain", "list", "--json")[1]) == []
+
+
+def test_token_create_prints_a_working_scoped_token(
+    run: Run, sessions: sessionmaker[Session]
+) -> None:
+    code, out, err = run("token", "create", "hosting panel", "--domain", "Example.ORG")
+    assert code == 0
+    secret = out.strip()
+    assert secret.startswith("mailyard_")
+    assert "not shown again" in err
+    with sessions() as session:
+        principal = authenticate(session, secret)
+    assert principal.name == "hosting panel"
+    assert principal.is_admin is False
+    assert principal.read_only is False
+    assert principal.domains == frozenset({"example.org"})
+    code, out, _ = run("token", "list", "--json")
+    listed = json.loads(out)
+    assert [(t["name"], t["domains"], t["admin"]) for t in listed] == [
+        ("hosting panel", "example.org", False)
+    ]
+    assert secret.split("_", 2)[2] not in out
+    # Revoked, it no longer authenticates.
+    assert run("token", "revoke", str(listed[0]["id"]))[0] == 0
+    with sessions() as session, pytest.raises(Unauthenticated):
+        authenticate(session, secret)
+
+
+def test_token_create_admin_and_read_only(run: Run, sessions: sessionmaker[Session]) -> None:
+    code, out, _ = run("token", "create", "auditor", "--admin", "--read-only")
+    assert code == 0
+    with sessions() as session:
+        principal = authenticate(session, out.strip())
+    assert principal.is_admin is True
+    assert principal.read_only is True
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("token", "create", "nobody"),  # neither admin nor a domain
+        ("token", "create", "both", "--admin", "--domain", "example.org"),
+        ("token", "create", "bad", "--domain", "bad_domain.org"),
+    ],
+)
+def test_invalid_token_exits_2(run: Run, args: tuple[str, ...]) -> None:
+    code, out, err = run(*args)
+    assert code == 2
+    assert out == ""
+    assert err.startswith("mailyard: ")
+    assert json.loads(run("token", "list", "--json")[1]) == []
+
+
+def test_usage_errors_exit_2(run: Run) -> None:
+    with pytest.raises(SystemExit) as info:
+        run("domain")
+    assert info.value.code == 2
+    with pytest.raises(SystemExit) as info:
+        run("mailbox", "add", "alice@example.org", "--quota-mb", "lots")
+    assert info.value.code == 2
+
+
+def test_admin_token_before_first_start(run: Run) -> None:
+    code, out, err = run("admin-token")
+    assert code == 1
+    assert out == ""
+    assert "first start" in err
