@@ -41,7 +41,7 @@ def create_app(
     app.state.sessions = sessions
     app.state.credentials_changed = credentials_changed
     problems.install(app)
-    api = APIRouter(prefix=API_PREFIX)
+    api = APIRouter(prefix=API_PREFIX, responses=problems.ERROR_RESPONSES)
     for module in (domains, mailboxes, aliases, alias_domains, relay_domains, tokens):
         api.include_router(module.router)
     app.include_router(api)

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from controller.domain.errors import (
@@ -26,6 +27,42 @@ _STATUS: dict[type[MailyardError], tuple[int, str]] = {
     Conflict: (409, "Conflict"),
     Forbidden: (403, "Forbidden"),
     Unauthenticated: (401, "Unauthenticated"),
+}
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, as every error of this API is returned."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    field: str | None = None
+    errors: list[FieldError] | None = None
+
+
+def _documented(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "model": Problem,
+        "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
+
+
+# Declared on the API router so the OpenAPI schema shows the real error shape.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: _documented("Missing, malformed, revoked or unknown bearer token."),
+    403: _documented("The token may not do this (read-only, not admin, other domain)."),
+    404: _documented("No such object, or not visible to this token."),
+    409: _documented("Clashes with existing data (duplicate, still in use)."),
+    422: _documented(
+        "A value is not acceptable; `detail` says which and why. Nothing was written."
+    ),
 }
 
 

@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import smtplib
-import socket
 import subprocess
 import time
 import uuid
@@ -22,7 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
-from mailtools import imap_message_ids, insecure_tls, wait_for
+from mailtools import free_port, imap_message_ids, insecure_tls, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 HOSTNAME = "mail.mailyard.test"
@@ -53,12 +52,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if report.failed:
         item.config.stash[FAILED] = True
     return report
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _compose_command() -> list[str]:
@@ -243,7 +236,7 @@ def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
     if subprocess.run(["docker", "info"], capture_output=True, check=False).returncode != 0:
         pytest.fail("the Docker daemon is not reachable: run the suite through scripts/test")
     project = f"mailyard-test-{uuid.uuid4().hex[:8]}"
-    ports = {name: _free_port() for name in PORTS}
+    ports = {name: free_port() for name in PORTS}
     env = dict(os.environ)
     env.update({variable: str(ports[name]) for name, variable in PORTS.items()})
     env.update(

@@ -19,6 +19,13 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
+def free_port() -> int:
+    """A loopback port nobody listens on right now (for published ports)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def insecure_tls() -> ssl.SSLContext:
     """The stack serves a self-signed certificate until ACME replaces it."""
     context = ssl.create_default_context()

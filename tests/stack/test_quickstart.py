@@ -1,0 +1,123 @@
+"""The README's quick start, literally, with Compose v2 and with Debian's docker-compose 1.29.
+
+Each run is its own project started from compose.yaml alone (no test override): the
+stack must come up healthy with nothing but published-port choices in the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import smtplib
+import subprocess
+import time
+import uuid
+
+import httpx
+import pytest
+from conftest import REPO
+from mailtools import free_port, imap_message_ids, make_message, wait_for
+
+IMPLEMENTATIONS = {
+    "compose-v2": ["docker", "compose"],
+    "docker-compose-1.29": ["docker-compose"],
+}
+
+
+def _available(command: list[str]) -> bool:
+    if shutil.which(command[0]) is None:
+        return False
+    return subprocess.run([*command, "version"], capture_output=True, check=False).returncode == 0
+
+
+@pytest.mark.parametrize("implementation", sorted(IMPLEMENTATIONS))
+def test_readme_quick_start(implementation: str) -> None:
+    command = IMPLEMENTATIONS[implementation]
+    if not _available(command):
+        pytest.skip(f"{' '.join(command)} is not installed here (scripts/test installs both)")
+    project = f"mailyard-test-qs-{uuid.uuid4().hex[:6]}"
+    ports = {
+        variable: free_port()
+        for variable in (
+            "MAILYARD_SMTP_PORT",
+            "MAILYARD_SMTPS_PORT",
+            "MAILYARD_SUBMISSION_PORT",
+            "MAILYARD_IMAP_PORT",
+            "MAILYARD_IMAPS_PORT",
+            "MAILYARD_POP3_PORT",
+            "MAILYARD_POP3S_PORT",
+            "MAILYARD_MANAGESIEVE_PORT",
+            "MAILYARD_API_PORT",
+        )
+    }
+    env = {**os.environ, "COMPOSE_PROJECT_NAME": project, "MAILYARD_BIND_ADDRESS": "127.0.0.1"}
+    env.update({key: str(value) for key, value in ports.items()})
+
+    def compose(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*command, *args],
+            cwd=REPO,
+            env=env,
+            text=True,
+            capture_output=True,
+            check=check,
+            timeout=600,
+        )
+
+    try:
+        # `docker compose up -d`, exactly (images are already built by scripts/test).
+        up = compose("up", "-d", check=False)
+        assert up.returncode == 0, up.stdout + up.stderr
+
+        def all_healthy() -> bool:
+            ids = compose("ps", "-q").stdout.split()
+            states = [
+                subprocess.run(
+                    ["docker", "inspect", "-f", "{{.State.Health.Status}}", cid],
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                ).stdout.strip()
+                for cid in ids
+            ]
+            return len(states) == 4 and all(state == "healthy" for state in states)
+
+        started = time.monotonic()
+        wait_for("all four services healthy", all_healthy, timeout=300, interval=2)
+        print(f"{implementation}: healthy after {time.monotonic() - started:.0f}s")
+
+        # `docker compose exec -T controller mailyard admin-token`
+        token = compose("exec", "-T", "controller", "mailyard", "admin-token").stdout.strip()
+        api = f"http://127.0.0.1:{ports['MAILYARD_API_PORT']}/api/v1"
+        headers = {"Authorization": f"Bearer {token}"}
+        created = httpx.post(f"{api}/domains", headers=headers, json={"name": "example.org"})
+        assert created.status_code == 201, created.text
+        mailbox = {
+            "address": "alice@example.org",
+            "password": "a long passphrase",
+            "quota_mb": 2048,
+        }
+        created = httpx.post(f"{api}/mailboxes", headers=headers, json=mailbox)
+        assert created.status_code == 201, created.text
+
+        message = make_message("bob@sender.test", ["alice@example.org"], "quick start")
+        with smtplib.SMTP("127.0.0.1", ports["MAILYARD_SMTP_PORT"], timeout=60) as client:
+            assert client.send_message(message) == {}
+        wait_for(
+            "the message in alice's INBOX",
+            lambda: (
+                message["Message-ID"]
+                in imap_message_ids(
+                    "127.0.0.1",
+                    ports["MAILYARD_IMAPS_PORT"],
+                    "alice@example.org",
+                    "a long passphrase",
+                )
+            ),
+        )
+    except BaseException:
+        logs = compose("logs", "--no-color", "--tail", "200", check=False)
+        print(logs.stdout[-20000:], logs.stderr[-2000:])
+        raise
+    finally:
+        compose("down", "-v", "--remove-orphans", "--timeout", "5", check=False)
