@@ -26,18 +26,12 @@ import httpx
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "stack"))
-from mailtools import free_port, imap_message_ids, make_message, wait_for  # noqa: E402
-
-PORT_VARIABLES = (
-    "MAILYARD_SMTP_PORT",
-    "MAILYARD_SMTPS_PORT",
-    "MAILYARD_SUBMISSION_PORT",
-    "MAILYARD_IMAP_PORT",
-    "MAILYARD_IMAPS_PORT",
-    "MAILYARD_POP3_PORT",
-    "MAILYARD_POP3S_PORT",
-    "MAILYARD_MANAGESIEVE_PORT",
-    "MAILYARD_API_PORT",
+from mailtools import (  # noqa: E402
+    PUBLISHED_PORTS,
+    free_port,
+    imap_message_ids,
+    make_message,
+    wait_for,
 )
 
 
@@ -83,7 +77,7 @@ def main() -> int:
     args = parser.parse_args()
 
     project = f"mailyard-bench-{uuid.uuid4().hex[:6]}"
-    ports = {variable: free_port() for variable in PORT_VARIABLES}
+    ports = {variable: free_port() for variable in PUBLISHED_PORTS.values()}
     env = {**os.environ, "COMPOSE_PROJECT_NAME": project, "MAILYARD_BIND_ADDRESS": "127.0.0.1"}
     env.update({key: str(value) for key, value in ports.items()})
     compose = compose_command()

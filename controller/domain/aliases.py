@@ -10,10 +10,10 @@ from sqlalchemy.exc import IntegrityError
 
 from controller.db.models import Alias, AliasDestination, Domain, Mailbox
 from controller.domain.access import Context
-from controller.domain.domains import require_hosted_domain
+from controller.domain.domains import require_hosted_domain, restrict_to_visible_domains
 from controller.domain.errors import Conflict, InvalidInput, NotFound
 from controller.domain.pagination import Page, PageRequest, paginate
-from controller.domain.validation import Address, normalize_domain, parse_address
+from controller.domain.validation import Address, parse_address
 
 # Postfix expands at most virtual_alias_expansion_limit (1000) addresses; an alias with
 # more destinations than this is better served by a mailing list.
@@ -63,14 +63,7 @@ def get_alias(ctx: Context, address: str) -> Alias:
 
 def list_aliases(ctx: Context, page: PageRequest, domain: str | None = None) -> Page[Alias]:
     query = select(Alias).join(Domain).order_by(Alias.address)
-    if domain is not None:
-        name = normalize_domain(domain, "domain")
-        if not ctx.principal.sees(name):
-            raise NotFound(f"domain '{name}' not found")
-        query = query.where(Domain.name == name)
-    elif not ctx.principal.is_admin:
-        query = query.where(Domain.name.in_(sorted(ctx.principal.domains)))
-    return paginate(ctx.session, query, page)
+    return paginate(ctx.session, restrict_to_visible_domains(ctx, query, domain), page)
 
 
 def create_alias(

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
 
 from controller.db.models import Alias, AliasDomain, Domain, Mailbox
@@ -13,6 +14,8 @@ from controller.domain.errors import Conflict, InvalidInput, NotFound
 from controller.domain.namespace import ensure_domain_name_free
 from controller.domain.pagination import Page, PageRequest, paginate
 from controller.domain.validation import check_text, normalize_domain
+
+SelectT = TypeVar("SelectT", bound=Select[Any])
 
 
 def _visible_domain(ctx: Context, name: str) -> Domain:
@@ -50,6 +53,19 @@ def require_hosted_domain(ctx: Context, name: str, field: str) -> Domain:
         f"domain '{name}' is not hosted here; create it first (POST /api/v1/domains)",
         field=field,
     )
+
+
+def restrict_to_visible_domains(ctx: Context, query: SelectT, domain: str | None) -> SelectT:
+    """Narrow a query joined with Domain to `domain` (404 if the caller may not see it),
+    or, without one, to the domains the caller sees."""
+    if domain is not None:
+        name = normalize_domain(domain, "domain")
+        if not ctx.principal.sees(name):
+            raise NotFound(f"domain '{name}' not found")
+        return query.where(Domain.name == name)
+    if not ctx.principal.is_admin:
+        return query.where(Domain.name.in_(sorted(ctx.principal.domains)))
+    return query
 
 
 def list_domains(ctx: Context, page: PageRequest) -> Page[Domain]:

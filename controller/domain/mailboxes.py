@@ -10,14 +10,13 @@ from sqlalchemy.exc import IntegrityError
 
 from controller.db.models import Alias, Domain, Mailbox
 from controller.domain.access import Context
-from controller.domain.domains import require_hosted_domain
+from controller.domain.domains import require_hosted_domain, restrict_to_visible_domains
 from controller.domain.errors import Conflict, InvalidInput, NotFound
 from controller.domain.pagination import Page, PageRequest, paginate
 from controller.domain.passwords import hash_password
 from controller.domain.validation import (
     check_password,
     check_quota_mb,
-    normalize_domain,
     parse_address,
 )
 
@@ -39,14 +38,7 @@ def get_mailbox(ctx: Context, address: str) -> Mailbox:
 
 def list_mailboxes(ctx: Context, page: PageRequest, domain: str | None = None) -> Page[Mailbox]:
     query = select(Mailbox).join(Domain).order_by(Mailbox.address)
-    if domain is not None:
-        name = normalize_domain(domain, "domain")
-        if not ctx.principal.sees(name):
-            raise NotFound(f"domain '{name}' not found")
-        query = query.where(Domain.name == name)
-    elif not ctx.principal.is_admin:
-        query = query.where(Domain.name.in_(sorted(ctx.principal.domains)))
-    return paginate(ctx.session, query, page)
+    return paginate(ctx.session, restrict_to_visible_domains(ctx, query, domain), page)
 
 
 def _new_maildir(domain: str, local_part: str) -> str:

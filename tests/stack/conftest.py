@@ -21,22 +21,12 @@ from typing import Any
 
 import httpx
 import pytest
-from mailtools import free_port, imap_message_ids, insecure_tls, wait_for
+from mailtools import PUBLISHED_PORTS, free_port, imap_message_ids, insecure_tls, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 HOSTNAME = "mail.mailyard.test"
 PASSWORD = "correct horse battery staple"
-PORTS = {
-    "smtp": "MAILYARD_SMTP_PORT",
-    "smtps": "MAILYARD_SMTPS_PORT",
-    "submission": "MAILYARD_SUBMISSION_PORT",
-    "imap": "MAILYARD_IMAP_PORT",
-    "imaps": "MAILYARD_IMAPS_PORT",
-    "pop3": "MAILYARD_POP3_PORT",
-    "pop3s": "MAILYARD_POP3S_PORT",
-    "managesieve": "MAILYARD_MANAGESIEVE_PORT",
-    "api": "MAILYARD_API_PORT",
-}
+
 FAILED = pytest.StashKey[bool]()
 
 
@@ -236,9 +226,9 @@ def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
     if subprocess.run(["docker", "info"], capture_output=True, check=False).returncode != 0:
         pytest.fail("the Docker daemon is not reachable: run the suite through scripts/test")
     project = f"mailyard-test-{uuid.uuid4().hex[:8]}"
-    ports = {name: free_port() for name in PORTS}
+    ports = {name: free_port() for name in PUBLISHED_PORTS}
     env = dict(os.environ)
-    env.update({variable: str(ports[name]) for name, variable in PORTS.items()})
+    env.update({variable: str(ports[name]) for name, variable in PUBLISHED_PORTS.items()})
     env.update(
         {
             "COMPOSE_PROJECT_NAME": project,

@@ -19,6 +19,20 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
+# Every port compose.yaml publishes, by the name tests use for it -> its variable.
+PUBLISHED_PORTS = {
+    "smtp": "MAILYARD_SMTP_PORT",
+    "smtps": "MAILYARD_SMTPS_PORT",
+    "submission": "MAILYARD_SUBMISSION_PORT",
+    "imap": "MAILYARD_IMAP_PORT",
+    "imaps": "MAILYARD_IMAPS_PORT",
+    "pop3": "MAILYARD_POP3_PORT",
+    "pop3s": "MAILYARD_POP3S_PORT",
+    "managesieve": "MAILYARD_MANAGESIEVE_PORT",
+    "api": "MAILYARD_API_PORT",
+}
+
+
 def free_port() -> int:
     """A loopback port nobody listens on right now (for published ports)."""
     with socket.socket() as probe:

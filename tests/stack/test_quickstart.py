@@ -16,7 +16,7 @@ import uuid
 import httpx
 import pytest
 from conftest import REPO
-from mailtools import free_port, imap_message_ids, make_message, wait_for
+from mailtools import PUBLISHED_PORTS, free_port, imap_message_ids, make_message, wait_for
 
 IMPLEMENTATIONS = {
     "compose-v2": ["docker", "compose"],
@@ -36,20 +36,7 @@ def test_readme_quick_start(implementation: str) -> None:
     if not _available(command):
         pytest.skip(f"{' '.join(command)} is not installed here (scripts/test installs both)")
     project = f"mailyard-test-qs-{uuid.uuid4().hex[:6]}"
-    ports = {
-        variable: free_port()
-        for variable in (
-            "MAILYARD_SMTP_PORT",
-            "MAILYARD_SMTPS_PORT",
-            "MAILYARD_SUBMISSION_PORT",
-            "MAILYARD_IMAP_PORT",
-            "MAILYARD_IMAPS_PORT",
-            "MAILYARD_POP3_PORT",
-            "MAILYARD_POP3S_PORT",
-            "MAILYARD_MANAGESIEVE_PORT",
-            "MAILYARD_API_PORT",
-        )
-    }
+    ports = {variable: free_port() for variable in PUBLISHED_PORTS.values()}
     env = {**os.environ, "COMPOSE_PROJECT_NAME": project, "MAILYARD_BIND_ADDRESS": "127.0.0.1"}
     env.update({key: str(value) for key, value in ports.items()})
 
