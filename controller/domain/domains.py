@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, delete, func, select
 from sqlalchemy.exc import IntegrityError
 
 from controller.db.models import Alias, AliasDomain, Domain, Mailbox
@@ -106,7 +106,7 @@ def update_domain(ctx: Context, name: str, changes: DomainChanges) -> Domain:
         domain.description = check_text(changes.description, "description")
     if changes.active is not None and changes.active != domain.active:
         domain.active = changes.active
-        affected = [m.address for m in domain.mailboxes]
+        affected = _mailbox_addresses(ctx, domain.id)
     ctx.session.commit()
     if affected:
         ctx.credentials_changed(affected)
@@ -137,15 +137,21 @@ def delete_domain(ctx: Context, name: str, cascade: bool = False) -> None:
             f"alias(es) and {alias_domain_count} alias domain(s); delete them first or "
             "repeat the request with cascade=true"
         )
-    addresses = [m.address for m in domain.mailboxes]
-    for mailbox in list(domain.mailboxes):
-        session.delete(mailbox)
-    for alias in list(domain.aliases):
-        session.delete(alias)
-    for alias_domain in list(domain.alias_domains):
-        session.delete(alias_domain)
-    session.flush()
-    session.delete(domain)
+    # Set-based statements: a domain may hold many thousands of mailboxes, which must not
+    # be loaded as objects one by one. Alias destinations go with their alias (FK cascade).
+    addresses = _mailbox_addresses(ctx, domain.id)
+    for statement in (
+        delete(Mailbox).where(Mailbox.domain_id == domain.id),
+        delete(Alias).where(Alias.domain_id == domain.id),
+        delete(AliasDomain).where(AliasDomain.target_domain_id == domain.id),
+        delete(Domain).where(Domain.id == domain.id),
+    ):
+        session.execute(statement.execution_options(synchronize_session=False))
     session.commit()
+    session.expunge_all()
     if addresses:
         ctx.credentials_changed(addresses)
+
+
+def _mailbox_addresses(ctx: Context, domain_id: int) -> list[str]:
+    return list(ctx.session.scalars(select(Mailbox.address).where(Mailbox.domain_id == domain_id)))
