@@ -75,15 +75,18 @@ def cmd_serve(settings: Settings, _args: argparse.Namespace) -> int:
     import uvicorn
 
     from controller.db.session import make_engine, make_session_factory
+    from controller.engine.apply import start_reconcile_loop
     from controller.engine.startup import prepare
     from controller.main import create_app
-    from controller.wiring import configure_logging, credentials_changed_hook
+    from controller.wiring import config_engine, configure_logging, credentials_changed_hook
 
     configure_logging(settings)
     engine = make_engine(settings.resolved_database_url())
     sessions = make_session_factory(engine)
-    prepare(settings, engine, sessions)
-    app = create_app(sessions, credentials_changed_hook(settings))
+    config = config_engine(settings, sessions)
+    prepare(settings, engine, sessions, config)
+    start_reconcile_loop(config, settings.reconcile_interval)
+    app = create_app(sessions, credentials_changed_hook(settings), config)
     uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_level=settings.log_level)
     return 0
 
@@ -216,6 +219,113 @@ def cmd_token_list(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+@contextmanager
+def _config(settings: Settings) -> Iterator[Any]:
+    from controller.db.session import make_engine, make_session_factory
+    from controller.wiring import config_engine
+
+    engine = make_engine(settings.resolved_database_url())
+    try:
+        yield config_engine(settings, make_session_factory(engine))
+    finally:
+        engine.dispose()
+
+
+def _setting_value(raw: str) -> Any:
+    """NAME=VALUE on the command line: JSON when it parses (numbers, true, lists),
+    a comma-separated list when it has commas, otherwise a string."""
+    try:
+        return json.loads(raw)
+    except ValueError:
+        if "," in raw:
+            return [item.strip() for item in raw.split(",") if item.strip()]
+        return raw
+
+
+def _print_apply(record: dict[str, Any] | None) -> None:
+    if record is None:
+        print("nothing changed")
+        return
+    print(f"apply {record['id']}: {record['status']} in {record['duration_ms']} ms")
+    for change in record["changes"]:
+        print(f"  {change['name']}: {change['old']!r} -> {change['new']!r}")
+    for warning in record["warnings"]:
+        print(f"  warning: {warning}")
+
+
+def cmd_settings_show(settings: Settings, args: argparse.Namespace) -> int:
+    from controller.domain.mail_settings import public_values
+
+    with _config(settings) as config:
+        values = public_values(config.current_settings())
+    if args.json:
+        print(json.dumps(values, indent=2))
+    else:
+        for name, value in values.items():
+            print(f"{name} = {json.dumps(value)}")
+    return 0
+
+
+def cmd_settings_set(settings: Settings, args: argparse.Namespace) -> int:
+    values: dict[str, Any] = {}
+    for assignment in args.assignments:
+        name, separator, raw = assignment.partition("=")
+        if not separator:
+            raise MailyardError(f"'{assignment}' is not NAME=VALUE")
+        values[name.strip()] = _setting_value(raw)
+    for name in args.reset:
+        values[name] = None
+    with _config(settings) as config:
+        _print_apply(config.change_settings(values, replace=False, actor=SYSTEM.name))
+    return 0
+
+
+def cmd_config_plan(settings: Settings, args: argparse.Namespace) -> int:
+    with _config(settings) as config:
+        plan = config.plan()
+    if args.json:
+        print(json.dumps(plan, indent=2))
+        return 0
+    for name, service in plan["services"].items():
+        state = "changes pending" if service["changed"] else "up to date"
+        print(
+            f"{name}: running {service['running_release']}, desired "
+            f"{service['desired_release']} ({state})"
+        )
+        for container, release in service["replicas"].items():
+            print(f"  {container} runs {release}")
+        for problem in service["drift"]:
+            print(f"  drift: {problem}")
+        if service["diff"]:
+            print(service["diff"], end="")
+    return 0
+
+
+def cmd_config_reconcile(settings: Settings, _args: argparse.Namespace) -> int:
+    with _config(settings) as config:
+        _print_apply(config.reconcile(trigger="mailyard command"))
+    return 0
+
+
+def cmd_config_applies(settings: Settings, args: argparse.Namespace) -> int:
+    with _config(settings) as config:
+        page = config.list_applies(PageRequest(limit=args.limit))
+    rows = [
+        {
+            "id": item["id"],
+            "started_at": item["started_at"],
+            "actor": item["actor"],
+            "status": item["status"],
+            "ms": item["duration_ms"],
+            "changes": ",".join(change["name"] for change in item["changes"]) or "-",
+            "error": (item["error"] or "-")[:80],
+        }
+        for item in page.items
+    ]
+    _print_rows(rows, args.json)
+    return 0
+
+
 def cmd_token_revoke(settings: Settings, args: argparse.Namespace) -> int:
     with _context(settings) as ctx:
         tokens.revoke_token(ctx, args.id)
@@ -260,7 +370,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add = mailbox.add_parser("add", help="add a mailbox (asks for the password)")
     add.add_argument("address")
-    add.add_argument("--quota-mb", type=int, default=1024, help="MiB, 0 = unlimited")
+    add.add_argument(
+        "--quota-mb", type=int, default=None, help="MiB, 0 = unlimited (default: setting)"
+    )
     add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     add.set_defaults(handler=cmd_mailbox_add)
     listing = mailbox.add_parser("list", help="list mailboxes")
@@ -290,6 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = token.add_parser("revoke", help="revoke a token by id")
     revoke.add_argument("id", type=int)
     revoke.set_defaults(handler=cmd_token_revoke)
+    _add_settings_commands(commands)
     return parser
 
 
@@ -306,3 +419,38 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _add_settings_commands(commands: Any) -> None:
+    setting = commands.add_parser("settings", help="mail settings").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    show = setting.add_parser("show", help="every setting's value (secrets masked)")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(handler=cmd_settings_show)
+    change = setting.add_parser(
+        "set", help="change settings and apply them (validated, health-gated, rolled back)"
+    )
+    change.add_argument("assignments", nargs="*", metavar="NAME=VALUE")
+    change.add_argument(
+        "--reset",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="return a setting to its default",
+    )
+    change.set_defaults(handler=cmd_settings_set)
+
+    config = commands.add_parser("config", help="rendered configuration").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    plan = config.add_parser("plan", help="diff between running and desired configuration")
+    plan.add_argument("--json", action="store_true")
+    plan.set_defaults(handler=cmd_config_plan)
+    config.add_parser(
+        "reconcile", help="bring every container to the desired release"
+    ).set_defaults(handler=cmd_config_reconcile)
+    applies = config.add_parser("applies", help="recent applies, newest first")
+    applies.add_argument("--limit", type=int, default=20)
+    applies.add_argument("--json", action="store_true")
+    applies.set_defaults(handler=cmd_config_applies)

@@ -16,8 +16,10 @@ from controller.api.routes import (
     health,
     mailboxes,
     relay_domains,
+    settings,
     tokens,
 )
+from controller.engine.apply import ConfigEngine
 
 API_PREFIX = "/api/v1"
 
@@ -25,6 +27,7 @@ API_PREFIX = "/api/v1"
 def create_app(
     sessions: sessionmaker[Session],
     credentials_changed: Callable[[Sequence[str]], None],
+    config: ConfigEngine,
 ) -> FastAPI:
     """Build the app around a session factory and the credentials-changed hook.
 
@@ -40,9 +43,10 @@ def create_app(
     )
     app.state.sessions = sessions
     app.state.credentials_changed = credentials_changed
+    app.state.config = config
     problems.install(app)
     api = APIRouter(prefix=API_PREFIX, responses=problems.ERROR_RESPONSES)
-    for module in (domains, mailboxes, aliases, alias_domains, relay_domains, tokens):
+    for module in (domains, mailboxes, aliases, alias_domains, relay_domains, tokens, settings):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(health.router)

@@ -79,6 +79,24 @@ class Settings(BaseSettings):
     db_wait_seconds: float = Field(
         default=120.0, description="How long start-up waits for the database to answer."
     )
+    compose_project: str | None = Field(
+        default=None,
+        description="Compose project of the managed containers; found from the "
+        "controller's own container labels when unset.",
+    )
+    gate_timeout: float = Field(
+        default=30.0,
+        ge=1.0,
+        le=600.0,
+        description="Seconds a reloaded service has to pass its health gate before the "
+        "apply is rolled back.",
+    )
+    reconcile_interval: float = Field(
+        default=60.0,
+        ge=5.0,
+        le=86400.0,
+        description="Seconds between checks that every container runs the desired release.",
+    )
 
     @field_validator("hostname")
     @classmethod

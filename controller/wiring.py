@@ -5,7 +5,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 
+from sqlalchemy.orm import Session, sessionmaker
+
+from controller.engine.apply import ConfigEngine
 from controller.engine.desired import doveadm_api_key
+from controller.runtime.docker_engine import connect
 from controller.services.dovecot import AuthCache
 from controller.settings import Settings
 
@@ -27,3 +31,8 @@ def configure_logging(settings: Settings) -> None:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+
+
+def config_engine(settings: Settings, sessions: sessionmaker[Session]) -> ConfigEngine:
+    """The apply pipeline, with the Docker engine when the socket is mounted."""
+    return ConfigEngine(settings, sessions, connect(settings.compose_project))

@@ -17,6 +17,7 @@ from controller.domain.errors import (
     MailyardError,
     NotFound,
     Unauthenticated,
+    Unavailable,
 )
 
 PROBLEM_JSON = "application/problem+json"
@@ -27,6 +28,7 @@ _STATUS: dict[type[MailyardError], tuple[int, str]] = {
     Conflict: (409, "Conflict"),
     Forbidden: (403, "Forbidden"),
     Unauthenticated: (401, "Unauthenticated"),
+    Unavailable: (503, "Service unavailable"),
 }
 
 
@@ -44,6 +46,7 @@ class Problem(BaseModel):
     detail: str
     field: str | None = None
     errors: list[FieldError] | None = None
+    apply_id: int | None = None  # configuration changes: the recorded apply, if any
 
 
 def _documented(description: str) -> dict[str, Any]:
@@ -63,6 +66,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     422: _documented(
         "A value is not acceptable; `detail` says which and why. Nothing was written."
     ),
+    503: _documented("A service the request needs is down; nothing was changed. Retry."),
 }
 
 
@@ -82,8 +86,12 @@ def _location(loc: tuple[Any, ...] | list[Any]) -> str:
 def install(app: FastAPI) -> None:
     @app.exception_handler(MailyardError)
     async def _domain_error(_request: Request, exc: MailyardError) -> JSONResponse:
-        status, title = _STATUS.get(type(exc), (400, "Bad request"))
-        extra = {"field": exc.field} if exc.field else {}
+        status, title = next(
+            (_STATUS[kind] for kind in type(exc).__mro__ if kind in _STATUS),
+            (400, "Bad request"),
+        )
+        extra: dict[str, Any] = {"field": exc.field} if exc.field else {}
+        extra.update(exc.extra)
         return problem(status, title, exc.message, **extra)
 
     @app.exception_handler(RequestValidationError)

@@ -79,7 +79,11 @@ class DomainPublic(BaseModel):
 class MailboxCreate(Request):
     address: str = _ADDRESS
     password: str = Field(max_length=4096, repr=False)
-    quota_mb: int = Field(default=DEFAULT_QUOTA_MB, description="MiB; 0 means unlimited.")
+    quota_mb: int | None = Field(
+        default=None,
+        description="MiB; 0 means unlimited. Omitted: the default_quota_mb setting "
+        f"(initially {DEFAULT_QUOTA_MB}).",
+    )
     active: bool = True
 
 

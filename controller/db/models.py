@@ -15,6 +15,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Text,
     UniqueConstraint,
     true,
 )
@@ -184,3 +185,49 @@ class SystemState(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(String(255))
+
+
+class Setting(Base):
+    """A mail setting that differs from its default (controller.domain.mail_settings).
+
+    Values are JSON. Secret settings (the relayhost password) are stored here too, in the
+    controller's database only: the Postfix and Dovecot database users have no grant on
+    this table, and the API never returns them.
+    """
+
+    __tablename__ = "settings"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class ConfigApply(Base):
+    """One attempt to bring the services' configuration to a new desired state.
+
+    Written before anything goes live (status `in_progress`), so a controller killed
+    half-way finds it at its next start and finishes or undoes it.
+    """
+
+    __tablename__ = "config_applies"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    # Who asked: a token's key id, "mailyard command", "reconcile" or "recovery".
+    actor: Mapped[str] = mapped_column(String(100))
+    token_id: Mapped[int | None] = mapped_column(
+        ForeignKey("api_tokens.id", ondelete="SET NULL"), nullable=True
+    )
+    trigger: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(32), index=True)
+    # Setting changes as [{"name", "old", "new"}], secrets shown as "********".
+    changes: Mapped[str] = mapped_column(Text, default="[]")
+    # Stored settings before the change, secrets included: what a rollback restores.
+    # Never returned by the API.
+    previous_settings: Mapped[str] = mapped_column(Text, default="{}")
+    # Per service: from/to release, per replica steps with timings; JSON.
+    services: Mapped[str] = mapped_column(Text, default="{}")
+    warnings: Mapped[str] = mapped_column(Text, default="[]")
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    duration_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)

@@ -6,10 +6,18 @@ from __future__ import annotations
 class MailyardError(Exception):
     """Base of every error a caller can act on. `message` is written for a person."""
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        extra: dict[str, object] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
+        # Machine-readable details added to the problem document (e.g. an apply's id).
+        self.extra = extra or {}
 
 
 class InvalidInput(MailyardError):
@@ -30,3 +38,7 @@ class Forbidden(MailyardError):
 
 class Unauthenticated(MailyardError):
     """No valid credentials were presented (HTTP 401)."""
+
+
+class Unavailable(MailyardError):
+    """A service the request needs is down or unreachable; retry later (HTTP 503)."""

@@ -14,6 +14,7 @@ from controller.domain.domains import require_hosted_domain, restrict_to_visible
 from controller.domain.errors import Conflict, InvalidInput, NotFound
 from controller.domain.pagination import Page, PageRequest, paginate
 from controller.domain.passwords import hash_password
+from controller.domain.setting_rows import stored_or_default
 from controller.domain.validation import (
     check_password,
     check_quota_mb,
@@ -47,12 +48,15 @@ def _new_maildir(domain: str, local_part: str) -> str:
 
 
 def create_mailbox(
-    ctx: Context, address: str, password: str, quota_mb: int, active: bool = True
+    ctx: Context, address: str, password: str, quota_mb: int | None = None, active: bool = True
 ) -> Mailbox:
+    """Create a mailbox; without `quota_mb` it gets the `default_quota_mb` setting."""
     ctx.principal.require_write()
     parsed = parse_address(address)
     domain = require_hosted_domain(ctx, parsed.domain, "address")
     password = check_password(password)
+    if quota_mb is None:
+        quota_mb = int(stored_or_default(ctx.session, "default_quota_mb"))
     quota_mb = check_quota_mb(quota_mb)
     session = ctx.session
     if session.scalar(select(Mailbox.id).where(Mailbox.address == str(parsed))) is not None:

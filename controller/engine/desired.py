@@ -1,36 +1,32 @@
 """The desired configuration of every managed service, rendered from templates.
 
-Inputs: process settings (hostname, relayhost), secrets generated at first start, and
-the mail defaults below (they become database settings with the settings pipeline).
+Inputs: the mail settings (database), process settings (where the database and peers
+are), and secrets generated at first start (database passwords, doveadm API key).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from controller.domain.validation import normalize_nexthop
+from controller.domain.mail_settings import MailSettings
 from controller.services import dovecot, postfix
 from controller.services.certificates import paths as certificate_paths
+from controller.services.managed import ManagedService
 from controller.services.rendering import Release, render_release
 from controller.services.secret_files import ensure_secret, read_secret
 from controller.settings import Settings
 
 MAIL_ROOT = "/var/vmail"
 
-
-@dataclass(frozen=True)
-class MailDefaults:
-    message_size_limit: int = 50 * 1024 * 1024
-    recipient_limit: int = 100
-    dovecot_protocols: str = "imap pop3 lmtp sieve"
-    imap_process_limit: int = 1024
+# Dependency order for reloads: Postfix delivers to Dovecot (LMTP) and asks it about
+# logins (SASL) and quotas, so Dovecot goes first.
+MANAGED_SERVICES: tuple[ManagedService, ...] = (dovecot.DOVECOT, postfix.POSTFIX)
 
 
-def _common_context(settings: Settings) -> dict[str, Any]:
+def _common_context(settings: Settings, mail: MailSettings) -> dict[str, Any]:
     certs = certificate_paths(settings.certs_dir)
     return {
-        "hostname": settings.hostname,
+        "s": mail,
         "db_host": settings.db_host,
         "db_name": settings.db_name,
         "dovecot_host": settings.dovecot_host,
@@ -46,19 +42,26 @@ def doveadm_api_key(settings: Settings) -> str:
     return ensure_secret(settings.state_dir / "secrets" / "doveadm-api-key")
 
 
-def desired_releases(settings: Settings, mail: MailDefaults | None = None) -> dict[str, Release]:
-    mail = mail or MailDefaults()
-    common = _common_context(settings)
-    relayhost = (
-        normalize_nexthop(settings.relayhost, "MAILYARD_RELAYHOST") if settings.relayhost else ""
-    )
+def secret_values(settings: Settings, mail: MailSettings) -> list[str]:
+    """Every secret that may appear in a rendered file, for redaction in diffs."""
+    values = [
+        read_secret(settings.secrets_dir / "db-postfix-password"),
+        read_secret(settings.secrets_dir / "db-dovecot-password"),
+        doveadm_api_key(settings),
+    ]
+    if mail.relayhost_password is not None:
+        values.append(mail.relayhost_password.get_secret_value())
+    return [value for value in values if value]
+
+
+def desired_releases(settings: Settings, mail: MailSettings) -> dict[str, Release]:
+    common = _common_context(settings, mail)
+    password = mail.relayhost_password
     postfix_context = {
         **common,
         "db_user": "mailyard_postfix",
         "db_password": read_secret(settings.secrets_dir / "db-postfix-password"),
-        "relayhost": relayhost,
-        "message_size_limit": mail.message_size_limit,
-        "recipient_limit": mail.recipient_limit,
+        "relayhost_password": password.get_secret_value() if password is not None else "",
     }
     dovecot_context = {
         **common,
@@ -66,16 +69,13 @@ def desired_releases(settings: Settings, mail: MailDefaults | None = None) -> di
         "db_password": read_secret(settings.secrets_dir / "db-dovecot-password"),
         "doveadm_api_key": doveadm_api_key(settings),
         "doveadm_port": settings.doveadm_port,
-        "dovecot_protocols": mail.dovecot_protocols,
-        "imap_process_limit": mail.imap_process_limit,
         "vmail_uid": dovecot.VMAIL_UID,
         "mail_root": MAIL_ROOT,
     }
+    contexts = {postfix.SERVICE: postfix_context, dovecot.SERVICE: dovecot_context}
     return {
-        postfix.SERVICE: render_release(
-            settings.templates_dir, postfix.SERVICE, postfix.TEMPLATES, postfix_context
-        ),
-        dovecot.SERVICE: render_release(
-            settings.templates_dir, dovecot.SERVICE, dovecot.TEMPLATES, dovecot_context
-        ),
+        service.name: render_release(
+            settings.templates_dir, service.name, service.templates, contexts[service.name]
+        )
+        for service in MANAGED_SERVICES
     }

@@ -15,9 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from controller.db.grants import apply_service_grants
 from controller.db.migrate import upgrade_to_head
 from controller.domain.tokens import bootstrap_admin_token
-from controller.engine.desired import desired_releases
-from controller.services.certificates import ensure_certificate
-from controller.services.rendering import ReleaseStore
+from controller.engine.apply import ConfigEngine
 from controller.services.secret_files import write_secret
 from controller.settings import Settings
 
@@ -43,21 +41,12 @@ def wait_for_database(engine: Engine, timeout: float) -> None:
             return
 
 
-def render_and_activate(settings: Settings) -> dict[str, str]:
-    """Render every service's desired release and make it current. Returns the digests."""
-    activated: dict[str, str] = {}
-    for service, release in desired_releases(settings).items():
-        store = ReleaseStore(settings.config_dir / service)
-        store.write(release)
-        if store.current_digest() != release.digest:
-            store.activate(release.digest)
-            log.info("%s: release %s is now current", service, release.digest)
-        store.prune()
-        activated[service] = release.digest
-    return activated
-
-
-def prepare(settings: Settings, engine: Engine, sessions: sessionmaker[Session]) -> None:
+def prepare(
+    settings: Settings,
+    engine: Engine,
+    sessions: sessionmaker[Session],
+    config: ConfigEngine,
+) -> None:
     wait_for_database(engine, settings.db_wait_seconds)
     upgrade_to_head(engine)
     apply_service_grants(engine, settings.db_name)
@@ -68,6 +57,9 @@ def prepare(settings: Settings, engine: Engine, sessions: sessionmaker[Session])
                 "first start: created the first admin token; read it with "
                 "`docker compose exec controller mailyard admin-token`"
             )
-    if ensure_certificate(settings.certs_dir, settings.hostname):
-        log.info("created a self-signed certificate for %s", settings.hostname)
-    render_and_activate(settings)
+    # Renders every service; on a first start just commits the releases (no container
+    # runs yet), otherwise rolls out whatever differs (new image, edited files) and
+    # finishes or undoes an apply that a killed controller left in progress.
+    outcome = config.reconcile(trigger="startup")
+    if outcome is not None:
+        log.info("start-up apply %s: %s", outcome["id"], outcome["status"])

@@ -1,7 +1,9 @@
 """Dovecot: the files Mailyard renders for it, and its auth cache.
 
-Contract with images/dovecot: group id 210 is `dovecot`, vmail is 5000:5000, config
-appears at /etc/mailyard/dovecot/current.
+Contract with images/dovecot: group id 210 is `dovecot`, vmail is 5000:5000, releases
+appear under /etc/mailyard/dovecot/releases, the running one at /etc/mailyard/active, and
+the image has mailyard-dovecot-validate, mailyard-dovecot-healthcheck and
+mailyard-activate.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 
+from controller.runtime import Replica, Runtime
+from controller.services.managed import ManagedService, Validation
 from controller.services.rendering import TemplateFile
 
 log = logging.getLogger(__name__)
@@ -74,3 +78,23 @@ class AuthCache:
                 continue
             if not reply or reply[0][0] != "doveadmResponse":
                 log.warning("Dovecot on %s refused the auth cache flush: %s", address, reply)
+
+
+def validate(runtime: Runtime, replica: Replica, release_path: str) -> Validation:
+    """`doveconf -n` on the staged dovecot.conf (images/dovecot/validate.sh)."""
+    result = runtime.exec(replica, ["mailyard-dovecot-validate", f"{release_path}/dovecot.conf"])
+    lines = [line.strip() for line in result.output.splitlines() if line.strip()]
+    warnings = [line for line in lines if "Warning:" in line]
+    errors = [line for line in lines if line not in warnings]
+    if not result.ok and not errors:
+        errors.append(f"doveconf exited {result.exit_code}")
+    return Validation(errors=errors if not result.ok else [], warnings=warnings)
+
+
+DOVECOT = ManagedService(
+    name=SERVICE,
+    templates=TEMPLATES,
+    validate=validate,
+    reload=("doveadm", "reload"),
+    gate=("mailyard-dovecot-healthcheck",),
+)

@@ -1,12 +1,19 @@
-"""Postfix: the files Mailyard renders for it.
+"""Postfix: the files Mailyard renders for it, and how a release is checked.
 
 Contract with images/postfix: group id 200 is `postfix` (SQL maps are root:postfix
-0640 because they hold the database password), config appears at
-/etc/mailyard/postfix/current.
+0640 because they hold the database password), releases appear under
+/etc/mailyard/postfix/releases, the running one at /etc/mailyard/active, and the image
+has mailyard-postfix-validate, mailyard-postfix-healthcheck and mailyard-activate.
 """
 
 from __future__ import annotations
 
+import secrets
+import time
+from datetime import UTC, datetime, timedelta
+
+from controller.runtime import Replica, Runtime
+from controller.services.managed import ManagedService, Validation
 from controller.services.rendering import TemplateFile
 
 SERVICE = "postfix"
@@ -27,8 +34,67 @@ SQL_MAPS = (
 TEMPLATES: tuple[TemplateFile, ...] = (
     TemplateFile("main.cf.j2", "main.cf"),
     TemplateFile("master.cf.j2", "master.cf"),
+    # SASL credentials for the relayhost (texthash: no postmap needed).
+    TemplateFile("relay_passwords.j2", "relay_passwords", mode=0o640, gid=POSTFIX_GID),
     *(
         TemplateFile(f"sql/{name}.cf.j2", f"sql/{name}.cf", mode=0o640, gid=POSTFIX_GID)
         for name in SQL_MAPS
     ),
+)
+
+PROBE_LOG_WAIT = 3.0
+
+
+def validate(runtime: Runtime, replica: Replica, release_path: str) -> Validation:
+    """`postfix check`, `postconf -n` and an smtpd probe of each restriction list, run
+    by images/postfix/validate.sh against the staged release.
+
+    The probe is a real smtpd reading the staged main.cf; an unknown restriction makes it
+    answer 451 4.3.5 and log why. Postfix daemons log only through postlogd (into the
+    container's log), so the probe's lines are read back from there by its unique name.
+    """
+    probe = f"mailyard-probe-{secrets.token_hex(4)}"
+    since = datetime.now(UTC) - timedelta(seconds=1)
+    result = runtime.exec(replica, ["mailyard-postfix-validate", release_path, probe])
+    errors: list[str] = []
+    warnings: list[str] = []
+    failed_probes: list[str] = []
+    for line in result.output.splitlines():
+        kind, _, text = line.partition(" ")
+        if kind == "ERROR":
+            errors.append(text)
+        elif kind == "WARNING":
+            warnings.append(text)
+        elif kind == "PROBE-FAILED":
+            failed_probes.append(text)
+    if failed_probes:
+        errors.extend(_probe_messages(runtime, replica, probe, since) or failed_probes)
+    if not result.ok and not errors:
+        errors.append(
+            result.output.strip() or f"mailyard-postfix-validate exited {result.exit_code}"
+        )
+    return Validation(errors=errors, warnings=warnings)
+
+
+def _probe_messages(runtime: Runtime, replica: Replica, probe: str, since: datetime) -> list[str]:
+    deadline = time.monotonic() + PROBE_LOG_WAIT
+    while True:
+        lines = [line for line in runtime.logs_since(replica, since).splitlines() if probe in line]
+        messages = [
+            line.split(": ", 1)[1]
+            for line in lines
+            if any(mark in line for mark in (": warning: ", ": fatal: ", ": error: "))
+        ]
+        finished = sum("disconnect from" in line for line in lines) >= 1
+        if (messages and finished) or time.monotonic() > deadline:
+            return messages
+        time.sleep(0.2)
+
+
+POSTFIX = ManagedService(
+    name=SERVICE,
+    templates=TEMPLATES,
+    validate=validate,
+    reload=("postfix", "reload"),
+    gate=("mailyard-postfix-healthcheck",),
 )

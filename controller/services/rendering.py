@@ -1,16 +1,25 @@
 """Renders a service's templates into a release: a directory named by its content hash.
 
-A release is immutable once written. `current` is a symlink to the release in service;
-switching it is one rename(2), so a service sees the old files or the new ones, never a
-mix. The same rendered content always has the same name, so re-rendering unchanged
-settings changes nothing on disk.
+A release is immutable once written. `current` is a symlink to the committed release:
+the one a container starts with. Each container also has its own `active` link to the
+release it runs (images/common/activate-release.sh), which the controller moves one
+replica at a time. Switching either link is one rename(2), so a daemon sees the old
+files or the new ones, never a mix. The same rendered content always has the same name,
+so re-rendering unchanged settings changes nothing on disk.
+
+Every release holds a manifest (MANIFEST) with the digest of each file, so a file edited
+by hand is detected. A damaged release is never repaired in place (a daemon may be
+reading it): a fresh copy is written under `<digest>.<suffix>` and rolled out instead.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
+import re
+import secrets
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -25,7 +34,15 @@ log = logging.getLogger(__name__)
 
 RELEASES = "releases"
 CURRENT = "current"
+MANIFEST = ".mailyard-release.json"
 DIGEST_LENGTH = 20
+# A release directory: its digest, optionally with the suffix of a repair copy.
+RELEASE_NAME = re.compile(r"^[0-9a-f]{20}(\.[0-9a-z]{6})?$")
+
+
+def digest_of(name: str) -> str:
+    """The content digest a release directory name stands for."""
+    return name.split(".", 1)[0]
 
 
 @dataclass(frozen=True)
@@ -63,7 +80,7 @@ class Release:
 def _environment(templates_dir: Path, service: str) -> jinja2.Environment:
     # Config files, not HTML: autoescaping would corrupt them. Values are validated
     # before they reach a template (controller.domain.validation).
-    return jinja2.Environment(
+    environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(templates_dir / service),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
@@ -71,6 +88,15 @@ def _environment(templates_dir: Path, service: str) -> jinja2.Environment:
         lstrip_blocks=True,
         autoescape=False,  # noqa: S701 - config files, not HTML
     )
+    environment.filters["yesno"] = _yes_no
+    return environment
+
+
+def _yes_no(value: object) -> str:
+    """Postfix booleans. Only real booleans: a string "no" must not become "yes"."""
+    if not isinstance(value, bool):
+        raise TypeError(f"yesno expects a bool, got {value!r}")
+    return "yes" if value else "no"
 
 
 def render_release(
@@ -102,21 +128,33 @@ class ReleaseStore:
         self.releases = root / RELEASES
         self.current_link = root / CURRENT
 
-    def path_of(self, digest: str) -> Path:
-        return self.releases / digest
+    def path_of(self, name: str) -> Path:
+        return self.releases / name
 
-    def current_digest(self) -> str | None:
+    def current_name(self) -> str | None:
+        """The committed release's directory name, or None before the first one."""
         try:
             target = os.readlink(self.current_link)
         except FileNotFoundError:
             return None
         return Path(target).name
 
-    def write(self, release: Release) -> Path:
-        """Write `release` unless it exists; returns its directory."""
-        final = self.path_of(release.digest)
-        if final.is_dir():
-            return final
+    def current_digest(self) -> str | None:
+        name = self.current_name()
+        return digest_of(name) if name else None
+
+    def write(self, release: Release, *, fresh_copy: bool = False) -> str:
+        """Write `release` unless an intact copy exists; returns its directory name.
+
+        With `fresh_copy` (or when the copy under its digest was edited by hand), the
+        release is written under a new suffixed name, leaving the damaged one alone.
+        """
+        name = release.digest
+        if self.path_of(name).is_dir():
+            if not fresh_copy and not self.damage(name):
+                return name
+            name = f"{release.digest}.{secrets.token_hex(3)}"
+        final = self.path_of(name)
         self.releases.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.releases))
         try:
@@ -127,37 +165,71 @@ class ReleaseStore:
                 target.write_bytes(item.content)
                 _set_owner(target, item.gid)
                 os.chmod(target, item.mode)
+            manifest = {
+                "digest": release.digest,
+                "files": {
+                    item.path: hashlib.sha256(item.content).hexdigest() for item in release.files
+                },
+            }
+            (staging / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
             os.chmod(staging, 0o755)  # noqa: S103 - secrets are in 0640 files
             os.rename(staging, final)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        return final
+        return name
 
-    def activate(self, digest: str) -> None:
-        """Point `current` at the release `digest`, atomically."""
-        if not self.path_of(digest).is_dir():
-            raise FileNotFoundError(f"release {digest} of {self.root.name} was never written")
+    def activate(self, name: str) -> None:
+        """Point `current` at the release `name`, atomically."""
+        if not RELEASE_NAME.match(name) or not self.path_of(name).is_dir():
+            raise FileNotFoundError(f"release {name} of {self.root.name} was never written")
         temporary = self.root / f".{CURRENT}.{os.getpid()}"
         temporary.unlink(missing_ok=True)
-        os.symlink(f"{RELEASES}/{digest}", temporary)
+        os.symlink(f"{RELEASES}/{name}", temporary)
         os.replace(temporary, self.current_link)
 
-    def read(self, digest: str) -> dict[str, bytes]:
-        base = self.path_of(digest)
+    def read(self, name: str) -> dict[str, bytes]:
+        """The release's files (without its manifest), by relative path."""
+        base = self.path_of(name)
         return {
             str(path.relative_to(base)): path.read_bytes()
             for path in sorted(base.rglob("*"))
-            if path.is_file()
+            if path.is_file() and path.name != MANIFEST
         }
 
-    def prune(self, keep: int = 5) -> None:
-        """Delete old releases, keeping `current` and the `keep` newest others."""
+    def damage(self, name: str) -> list[str]:
+        """What differs from the release's manifest: edited, missing or extra files."""
+        base = self.path_of(name)
+        try:
+            manifest = json.loads((base / MANIFEST).read_text())
+            expected: dict[str, str] = dict(manifest["files"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return [f"release {name} has no readable manifest"]
+        problems = []
+        actual = self.read(name) if base.is_dir() else {}
+        for path, digest in sorted(expected.items()):
+            if path not in actual:
+                problems.append(f"{path} is missing")
+            elif hashlib.sha256(actual[path]).hexdigest() != digest:
+                problems.append(f"{path} was edited by hand")
+        problems.extend(f"{path} was added by hand" for path in sorted(set(actual) - set(expected)))
+        return problems
+
+    def remove(self, name: str) -> None:
+        if RELEASE_NAME.match(name) and name != self.current_name():
+            shutil.rmtree(self.path_of(name), ignore_errors=True)
+
+    def prune(self, keep: int = 5, in_use: frozenset[str] = frozenset()) -> None:
+        """Delete old releases, keeping `current`, those `in_use` and the `keep` newest."""
         if not self.releases.is_dir():
             return
-        current = self.current_digest()
+        protected = {self.current_name(), *in_use}
         candidates = sorted(
-            (p for p in self.releases.iterdir() if p.is_dir() and p.name != current),
+            (
+                p
+                for p in self.releases.iterdir()
+                if p.is_dir() and RELEASE_NAME.match(p.name) and p.name not in protected
+            ),
             key=lambda p: p.stat().st_mtime,
             reverse=True,
         )

@@ -2,15 +2,17 @@
 # Runs Dovecot in the foreground once the controller has rendered a release.
 set -euo pipefail
 
-release=/etc/mailyard/dovecot/current
+committed=/etc/mailyard/dovecot/current
 waited=0
-until [ -f "$release/dovecot.conf" ]; do
+until [ -f "$committed/dovecot.conf" ]; do
   if [ $((waited % 30)) -eq 0 ]; then
-    echo "waiting for the controller to render the Dovecot configuration into $release"
+    echo "waiting for the controller to render the Dovecot configuration into $committed"
   fi
   sleep 1
   waited=$((waited + 1))
 done
+# Start on the committed release (see images/common/activate-release.sh).
+echo "starting on release $(mailyard-activate)"
 
 # The mail volume may be new (owned by root); maildirs must belong to vmail.
 chown vmail:vmail /var/vmail

@@ -1,0 +1,147 @@
+"""/api/v1/settings and /api/v1/config: mail settings and the apply pipeline.
+
+Admin tokens only. A write is applied before the response: validated by the daemons,
+rolled out with health-gated reloads, recorded under /config/applies.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
+from pydantic import BaseModel, Field
+
+from controller.api.deps import PageDep, PrincipalDep
+from controller.api.schemas import Page
+from controller.domain.access import Principal
+from controller.domain.mail_settings import MailSettings, public_values
+from controller.engine.apply import ConfigEngine
+
+router = APIRouter(tags=["settings"])
+
+
+def get_engine(request: Request) -> ConfigEngine:
+    engine: ConfigEngine = request.app.state.config
+    return engine
+
+
+EngineDep = Annotated[ConfigEngine, Depends(get_engine)]
+
+
+class SettingsView(BaseModel):
+    settings: dict[str, Any] = Field(
+        description="Every setting's effective value; secrets show '********' when set."
+    )
+    apply: dict[str, Any] | None = Field(
+        default=None, description="The apply this request made (absent when nothing changed)."
+    )
+
+
+class PlanRequest(BaseModel):
+    settings: dict[str, Any] = Field(
+        default_factory=dict, description="Proposed changes (as for PATCH); empty shows drift."
+    )
+    replace: bool = Field(default=False, description="Treat `settings` as a PUT (full set).")
+
+
+def _admin(principal: Principal, action: str, *, write: bool) -> None:
+    principal.require_admin(action)
+    if write:
+        principal.require_write()
+
+
+def _change(
+    engine: ConfigEngine, principal: Principal, values: dict[str, Any], *, replace: bool
+) -> SettingsView:
+    _admin(principal, "change settings", write=True)
+    record = engine.change_settings(
+        values, replace=replace, actor=principal.name, token_id=principal.token_id
+    )
+    return SettingsView(settings=public_values(engine.current_settings()), apply=record)
+
+
+_SETTINGS_BODY = Body(
+    description="Setting names and values (GET /api/v1/settings/schema describes them); "
+    "null resets one to its default.",
+    examples=[{"message_size_limit": 26214400}],
+)
+
+
+@router.get("/settings")
+def get_settings(engine: EngineDep, principal: PrincipalDep) -> SettingsView:
+    _admin(principal, "read settings", write=False)
+    return SettingsView(settings=public_values(engine.current_settings()))
+
+
+@router.get("/settings/schema")
+def get_settings_schema(principal: PrincipalDep) -> dict[str, Any]:
+    """JSON Schema of the settings: type, default, limits and description of each."""
+    _admin(principal, "read settings", write=False)
+    return MailSettings.model_json_schema()
+
+
+@router.patch("/settings")
+def patch_settings(
+    engine: EngineDep,
+    principal: PrincipalDep,
+    values: Annotated[dict[str, Any], _SETTINGS_BODY],
+) -> SettingsView:
+    """Change the settings named in the body; the others keep their values."""
+    return _change(engine, principal, values, replace=False)
+
+
+@router.put("/settings")
+def put_settings(
+    engine: EngineDep,
+    principal: PrincipalDep,
+    values: Annotated[dict[str, Any], _SETTINGS_BODY],
+) -> SettingsView:
+    """Replace the whole set: settings absent from the body return to their defaults,
+    except write-only secrets, which are kept unless given."""
+    return _change(engine, principal, values, replace=True)
+
+
+@router.post("/config/plan")
+def plan(
+    engine: EngineDep, principal: PrincipalDep, body: PlanRequest | None = None
+) -> dict[str, Any]:
+    """Per service, the unified diff between the running release and what would run
+    (with the proposed settings, if any). Changes nothing."""
+    _admin(principal, "plan configuration changes", write=False)
+    request = body or PlanRequest()
+    return engine.plan(request.settings, replace=request.replace)
+
+
+@router.post("/config/reconcile")
+def reconcile(engine: EngineDep, principal: PrincipalDep, response: Response) -> dict[str, Any]:
+    """Bring every container to the desired release now (the controller also does this
+    periodically). 204 when everything already ran it."""
+    _admin(principal, "reconcile the configuration", write=True)
+    record = engine.reconcile(trigger="api")
+    if record is None:
+        response.status_code = status.HTTP_204_NO_CONTENT
+        return {}
+    return record
+
+
+@router.get("/config/applies")
+def list_applies(
+    engine: EngineDep,
+    principal: PrincipalDep,
+    page: PageDep,
+    status_filter: Annotated[
+        str | None, Query(alias="status", description="Only applies with this status.")
+    ] = None,
+) -> Page[dict[str, Any]]:
+    """Every apply, newest first: when, by whom, what changed, outcome, duration."""
+    _admin(principal, "read applies", write=False)
+    result = engine.list_applies(page, status_filter)
+    return Page[dict[str, Any]](
+        items=list(result.items), total=result.total, limit=result.limit, offset=result.offset
+    )
+
+
+@router.get("/config/applies/{apply_id}")
+def get_apply(engine: EngineDep, principal: PrincipalDep, apply_id: int) -> dict[str, Any]:
+    _admin(principal, "read applies", write=False)
+    return engine.get_apply(apply_id)

@@ -1,0 +1,419 @@
+"""Mail settings: typed, validated, documented, each with a safe default.
+
+They live in the `settings` table as JSON values (only those that differ from the
+default are stored) and reach main.cf, master.cf and dovecot.conf through templates.
+Every value is checked here so that nothing that reaches a config file can carry a
+newline, a quote, a comma where a list is rendered, or anything else that could inject.
+Whether Postfix and Dovecot *accept* the result is checked by the daemons themselves
+before a change goes live (controller.engine.apply).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from controller.domain.errors import InvalidInput
+from controller.domain.validation import normalize_domain, normalize_nexthop
+
+MIB = 1024 * 1024
+# A Postfix time value: a number and a unit (s, m, h, d, w).
+_DURATION = re.compile(r"^([1-9][0-9]{0,5})([smhdw])$")
+_SECONDS_PER_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+# One element of a restriction list: a restriction name, or an argument of the one before
+# (a DNSBL domain with an optional reply filter, a lookup table such as inet:host:port).
+# No spaces, commas, quotes, `$` (Postfix expands it), `/` (no file paths) or braces.
+_RESTRICTION_TOKEN = re.compile(r"^[a-z0-9][a-z0-9_.:=\[\]-]{0,254}$")
+_SASL_USERNAME = re.compile(r"^[A-Za-z0-9@._+=-]{1,255}$")
+
+DovecotProtocol = Literal["imap", "pop3", "lmtp", "sieve"]
+TlsProtocols = Literal[">=TLSv1.2", ">=TLSv1.3"]
+CipherGrade = Literal["high", "medium"]
+ClientTlsLevel = Literal["may", "encrypt", "dane", "verify", "secure"]
+PostscreenAction = Literal["ignore", "enforce", "drop"]
+
+DEFAULT_HOSTNAME = "mail.example.com"
+
+
+def duration_seconds(value: str) -> int:
+    match = _DURATION.match(value)
+    if not match:
+        raise ValueError(f"'{value}' is not a duration such as 300s, 30m, 4h or 5d")
+    return int(match.group(1)) * _SECONDS_PER_UNIT[match.group(2)]
+
+
+def _duration(value: str) -> str:
+    duration_seconds(value)
+    return value
+
+
+def _restriction_list(values: list[str]) -> list[str]:
+    for item in values:
+        if not _RESTRICTION_TOKEN.match(item):
+            raise ValueError(
+                f"'{item}' is not a restriction name or argument: use lowercase names such "
+                "as reject_unknown_sender_domain, one per list element, without spaces, "
+                "commas, quotes, '$' or file paths"
+            )
+    return values
+
+
+class MailSettings(BaseModel):
+    """Every mail setting Mailyard manages. Field names are the API's setting names."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # --- Identity -------------------------------------------------------------------
+    hostname: str = Field(
+        default=DEFAULT_HOSTNAME,
+        description="Fully qualified name of this mail host: SMTP banner and HELO, "
+        "Dovecot's hostname, the certificate's name (Postfix myhostname). The first "
+        "start takes it from MAILYARD_HOSTNAME.",
+    )
+    origin: str = Field(
+        default="",
+        description="Domain appended to bare sender names of locally submitted mail "
+        "(Postfix myorigin); empty means the hostname.",
+    )
+    mynetworks: list[str] = Field(
+        default=["127.0.0.0/8"],
+        description="Networks trusted to relay without authentication (Postfix "
+        "mynetworks), as CIDR. Keep it small: every address listed here may send mail "
+        "anywhere through this server.",
+    )
+
+    # --- Limits ------------------------------------------------------------------------
+    message_size_limit: int = Field(
+        default=50 * MIB,
+        ge=1 * MIB,
+        le=2047 * MIB,
+        description="Largest message accepted, in bytes, headers included (Postfix "
+        "message_size_limit; advertised as SIZE in EHLO).",
+    )
+    recipient_limit: int = Field(
+        default=100,
+        ge=1,
+        le=10_000,
+        description="Most recipients accepted for one message (smtpd_recipient_limit).",
+    )
+    recipient_overshoot_limit: int = Field(
+        default=1000,
+        ge=1,
+        le=100_000,
+        description="Recipients a client may try per session before being disconnected "
+        "(smtpd_recipient_overshoot_limit).",
+    )
+
+    # --- SMTP strictness ------------------------------------------------------------------
+    helo_required: bool = Field(
+        default=True, description="Clients must send HELO/EHLO first (smtpd_helo_required)."
+    )
+    strict_rfc821_envelopes: bool = Field(
+        default=True,
+        description="Refuse MAIL FROM/RCPT TO addresses without angle brackets or with "
+        "comments (strict_rfc821_envelopes).",
+    )
+    disable_vrfy_command: bool = Field(
+        default=True,
+        description="Refuse VRFY so strangers cannot probe for addresses.",
+    )
+    helo_restrictions: list[str] = Field(
+        default=["permit_mynetworks", "reject_invalid_helo_hostname"],
+        description="Port 25 smtpd_helo_restrictions, one restriction or argument per element.",
+    )
+    sender_restrictions: list[str] = Field(
+        default=["reject_non_fqdn_sender"],
+        description="Port 25 smtpd_sender_restrictions. Relay protection does not "
+        "depend on this list.",
+    )
+    recipient_restrictions: list[str] = Field(
+        default=["reject_non_fqdn_recipient", "reject_unlisted_recipient"],
+        description="Port 25 smtpd_recipient_restrictions, evaluated after the fixed "
+        "relay restrictions (permit_mynetworks, permit_sasl_authenticated, "
+        "reject_unauth_destination) and before the mailbox quota check.",
+    )
+
+    # --- Queue -----------------------------------------------------------------------------
+    delay_warning_time: str = Field(
+        default="4h",
+        description="Tell the sender that a message is still queued after this long; "
+        "0 is not allowed here (use a long time to effectively disable).",
+    )
+    maximal_queue_lifetime: str = Field(
+        default="5d", description="Give up on a deferred message and bounce it after this."
+    )
+    bounce_queue_lifetime: str = Field(
+        default="5d", description="Give up on an undeliverable bounce after this."
+    )
+    minimal_backoff_time: str = Field(
+        default="300s", description="Shortest wait before retrying a deferred message."
+    )
+    maximal_backoff_time: str = Field(
+        default="4000s", description="Longest wait between retries of a deferred message."
+    )
+
+    # --- TLS -------------------------------------------------------------------------------
+    tls_server_protocols: TlsProtocols = Field(
+        default=">=TLSv1.2",
+        description="TLS versions Postfix and Dovecot accept from clients. SSLv2/3 and "
+        "TLS 1.0/1.1 are never offered.",
+    )
+    tls_server_ciphers: CipherGrade = Field(
+        default="medium",
+        description="OpenSSL cipher grade for opportunistic STARTTLS on port 25 "
+        "(smtpd_tls_ciphers); 'medium' keeps older MTAs on TLS instead of plain text.",
+    )
+    tls_server_mandatory_ciphers: CipherGrade = Field(
+        default="high",
+        description="Cipher grade where TLS is required: submission on 587 and 465 "
+        "(smtpd_tls_mandatory_ciphers).",
+    )
+    tls_client_protocols: TlsProtocols = Field(
+        default=">=TLSv1.2", description="TLS versions Postfix offers to other servers."
+    )
+    tls_client_ciphers: CipherGrade = Field(
+        default="medium", description="Cipher grade Postfix offers to other servers."
+    )
+    tls_client_security_level: ClientTlsLevel = Field(
+        default="may",
+        description="Outbound TLS policy (smtp_tls_security_level): may (opportunistic), "
+        "encrypt, dane (needs a DNSSEC-validating resolver), verify or secure.",
+    )
+
+    # --- Outbound relay ----------------------------------------------------------------------
+    relayhost: str = Field(
+        default="",
+        description="Smarthost for all outbound mail, e.g. [smtp.example.net]:587; "
+        "empty sends directly to each recipient's MX. The first start takes it from "
+        "MAILYARD_RELAYHOST.",
+    )
+    relayhost_username: str = Field(
+        default="", description="SASL user name for the relayhost; empty means no AUTH."
+    )
+    relayhost_password: SecretStr | None = Field(
+        default=None,
+        description="SASL password for the relayhost. Write-only: never returned. Sent "
+        "only over TLS.",
+    )
+
+    # --- Postscreen (port 25) -----------------------------------------------------------------
+    postscreen_greet_action: PostscreenAction = Field(
+        default="enforce",
+        description="What postscreen does with clients that talk before the greeting.",
+    )
+    postscreen_blacklist_action: PostscreenAction = Field(
+        default="drop", description="What postscreen does with denied clients."
+    )
+    postscreen_pipelining_enable: bool = Field(
+        default=False,
+        description="Deep protocol test: catch clients that pipeline without "
+        "PIPELINING. A client that fails or passes must reconnect (first mail is "
+        "delayed by a retry).",
+    )
+    postscreen_non_smtp_command_enable: bool = Field(
+        default=False, description="Deep protocol test: catch non-SMTP commands."
+    )
+    postscreen_bare_newline_enable: bool = Field(
+        default=False, description="Deep protocol test: catch bare newlines."
+    )
+
+    # --- Dovecot -----------------------------------------------------------------------------
+    dovecot_protocols: list[DovecotProtocol] = Field(
+        default=["imap", "pop3", "lmtp", "sieve"],
+        description="Protocols Dovecot serves; lmtp is required (Postfix delivers "
+        "through it), sieve is ManageSieve on port 4190.",
+    )
+    default_quota_mb: int = Field(
+        default=1024,
+        ge=0,
+        le=10_000_000,
+        description="Quota of new mailboxes created without one, in MiB; 0 is unlimited. "
+        "Changing it does not change existing mailboxes.",
+    )
+    login_process_limit: int = Field(
+        default=100,
+        ge=1,
+        le=10_000,
+        description="Concurrent connections still logging in, per protocol (one login "
+        "process each).",
+    )
+    mail_process_limit: int = Field(
+        default=1024,
+        ge=1,
+        le=100_000,
+        description="Logged-in IMAP sessions (and, separately, POP3 sessions) at once.",
+    )
+    max_userip_connections: int = Field(
+        default=20,
+        ge=1,
+        le=1000,
+        description="IMAP connections one user may open from one IP address.",
+    )
+
+    # --- Listeners (inside the container) -----------------------------------------------
+    smtp_listen_address: str = Field(
+        default="",
+        description="Address inside the Postfix container that ports 25, 465 and 587 "
+        "bind to; empty binds all. Only useful with host networking or several networks.",
+    )
+
+    @field_validator("hostname")
+    @classmethod
+    def _hostname(cls, value: str) -> str:
+        return _as_value_error(normalize_domain, value, "hostname")
+
+    @field_validator("origin")
+    @classmethod
+    def _origin(cls, value: str) -> str:
+        return _as_value_error(normalize_domain, value, "origin") if value else ""
+
+    @field_validator("mynetworks")
+    @classmethod
+    def _networks(cls, values: list[str]) -> list[str]:
+        networks = []
+        for value in values:
+            try:
+                networks.append(str(ipaddress.ip_network(value.strip(), strict=True)))
+            except ValueError as exc:
+                raise ValueError(f"'{value}' is not a network in CIDR form: {exc}") from exc
+        if not networks:
+            raise ValueError("keep at least 127.0.0.0/8: Postfix's own programs submit from it")
+        return networks
+
+    @field_validator("helo_restrictions", "sender_restrictions", "recipient_restrictions")
+    @classmethod
+    def _restrictions(cls, values: list[str]) -> list[str]:
+        return _restriction_list(values)
+
+    @field_validator(
+        "delay_warning_time",
+        "maximal_queue_lifetime",
+        "bounce_queue_lifetime",
+        "minimal_backoff_time",
+        "maximal_backoff_time",
+    )
+    @classmethod
+    def _durations(cls, value: str) -> str:
+        return _duration(value)
+
+    @field_validator("relayhost")
+    @classmethod
+    def _relayhost(cls, value: str) -> str:
+        return _as_value_error(normalize_nexthop, value, "relayhost") if value else ""
+
+    @field_validator("relayhost_username")
+    @classmethod
+    def _username(cls, value: str) -> str:
+        if value and not _SASL_USERNAME.match(value):
+            raise ValueError("use only letters, digits and @ . _ + = - in the relayhost user name")
+        return value
+
+    @field_validator("relayhost_password")
+    @classmethod
+    def _password(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        secret = value.get_secret_value()
+        if not secret or len(secret) > 1024:
+            raise ValueError("the relayhost password must have 1 to 1024 characters")
+        if any(not char.isprintable() for char in secret) or secret != secret.strip():
+            raise ValueError(
+                "the relayhost password must not contain control characters or leading "
+                "or trailing spaces"
+            )
+        return value
+
+    @field_validator("dovecot_protocols")
+    @classmethod
+    def _protocols(cls, values: list[DovecotProtocol]) -> list[DovecotProtocol]:
+        if "lmtp" not in values:
+            raise ValueError("lmtp must stay enabled: Postfix delivers mail to Dovecot by LMTP")
+        return sorted(set(values), key=["imap", "pop3", "lmtp", "sieve"].index)
+
+    @field_validator("smtp_listen_address")
+    @classmethod
+    def _listen_address(cls, value: str) -> str:
+        if not value:
+            return ""
+        try:
+            address = ipaddress.ip_address(value.strip())
+        except ValueError as exc:
+            raise ValueError(f"'{value}' is not an IP address") from exc
+        if address.version != 4:
+            raise ValueError("Postfix here listens on IPv4 only (inet_protocols = ipv4)")
+        return str(address)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MailSettings:
+        if duration_seconds(self.minimal_backoff_time) > duration_seconds(
+            self.maximal_backoff_time
+        ):
+            raise ValueError("minimal_backoff_time must not exceed maximal_backoff_time")
+        if (self.relayhost_username or self.relayhost_password) and not self.relayhost:
+            raise ValueError("relayhost credentials need a relayhost")
+        if self.relayhost_username and self.relayhost_password is None:
+            raise ValueError("relayhost_username needs relayhost_password as well")
+        return self
+
+
+SECRET_SETTINGS = frozenset({"relayhost_password"})
+SETTING_NAMES = tuple(MailSettings.model_fields)
+
+
+def _as_value_error(check: Any, value: str, field: str) -> str:
+    try:
+        return str(check(value, field))
+    except InvalidInput as exc:
+        raise ValueError(exc.message) from exc
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line a person can act on, naming every offending setting."""
+    parts = []
+    for item in error.errors():
+        location = ".".join(str(part) for part in item["loc"]) or "settings"
+        message = str(item["msg"]).removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "is not a Mailyard setting (GET /api/v1/settings/schema lists them)"
+        parts.append(f"{location}: {message}")
+    return "; ".join(parts)
+
+
+def build(stored: Mapping[str, Any], defaults: Mapping[str, Any]) -> MailSettings:
+    """The effective settings: stored values over first-start defaults over built-ins."""
+    try:
+        return MailSettings.model_validate({**defaults, **stored})
+    except ValidationError as exc:
+        raise InvalidInput(describe_validation_error(exc)) from exc
+
+
+def public_values(settings: MailSettings) -> dict[str, Any]:
+    """Values as the API shows them: secrets only say whether they are set."""
+    values = settings.model_dump(mode="json")
+    for name in SECRET_SETTINGS:
+        values[name] = None if getattr(settings, name) is None else "********"
+    return values
+
+
+def storable(settings: MailSettings, defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """Values that differ from the defaults, as JSON (secrets in clear: stored, not shown)."""
+    baseline = MailSettings.model_validate(dict(defaults))
+    stored: dict[str, Any] = {}
+    for name in SETTING_NAMES:
+        value = getattr(settings, name)
+        if value == getattr(baseline, name):
+            continue
+        stored[name] = value.get_secret_value() if isinstance(value, SecretStr) else value
+    return stored

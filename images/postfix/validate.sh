@@ -1,0 +1,55 @@
+#!/bin/bash
+# Checks a staged Postfix release with Postfix's own tools before it goes live:
+#   mailyard-postfix-validate RELEASE_DIR PROBE_NAME
+# Output lines: "ERROR <text>", "WARNING <text>", "PROBE-FAILED <parameter>".
+# Exit 0 when the release may go live, 1 when it must not.
+set -uo pipefail
+dir=${1:?release directory}
+probe=${2:?probe name}
+[[ $dir == /etc/mailyard/postfix/releases/* && -f $dir/main.cf ]] || { echo "ERROR no release at $dir"; exit 1; }
+[[ $probe =~ ^mailyard-probe-[0-9a-f]+$ ]] || { echo "ERROR bad probe name"; exit 1; }
+status=0
+
+# 1. postfix check: syntax, files, ownership.
+if ! output=$(MAIL_CONFIG=$dir postfix check 2>&1); then
+  status=1
+  while IFS= read -r line; do echo "ERROR $line"; done <<<"$output"
+elif [ -n "$output" ]; then
+  while IFS= read -r line; do echo "WARNING $line"; done <<<"$output"
+fi
+
+# 2. postconf -n: unknown or misspelt parameter names are reported as warnings.
+while IFS= read -r line; do
+  [ -n "$line" ] && echo "WARNING $line"
+done < <(MAIL_CONFIG=$dir postconf -n 2>&1 >/dev/null)
+
+# 3. A real smtpd, reading the staged main.cf, evaluates each restriction list for a
+# stranger (XCLIENT) at RCPT time, one list at a time so an early reject in one list
+# cannot hide an unknown name in another. It runs as the postfix user: run as root,
+# smtpd treats stdin as `sendmail -bs` and skips restrictions. Nothing is queued: the
+# session ends before DATA, and notify_classes is empty so no postmaster notice is sent.
+# Lookup tables are named through the live config_directory: the running proxymap only
+# serves tables of the live configuration, and the restrictions are what is probed.
+session=$'EHLO probe.mailyard.invalid\r\nXCLIENT ADDR=192.0.2.1 NAME=probe.mailyard.invalid\r\nEHLO probe.mailyard.invalid\r\nMAIL FROM:<probe@mailyard.invalid>\r\nRCPT TO:<probe@mailyard.invalid>\r\nQUIT\r\n'
+for parameter in smtpd_client_restrictions smtpd_helo_restrictions smtpd_sender_restrictions smtpd_recipient_restrictions; do
+  value=$(MAIL_CONFIG=$dir postconf -h "$parameter" 2>/dev/null) || continue
+  [ -n "$value" ] || continue
+  replies=$(printf '%s' "$session" | MAIL_CONFIG=$dir setpriv --reuid=postfix --regid=postfix --init-groups \
+    /usr/lib/postfix/sbin/smtpd -S -n "$probe" -t unix \
+      -o "syslog_name=postfix/$probe" \
+      -o config_directory=/etc/mailyard/active \
+      -o notify_classes= \
+      -o smtpd_tls_security_level=none \
+      -o smtpd_authorized_xclient_hosts=127.0.0.0/8 \
+      -o smtpd_relay_restrictions=defer_if_permit \
+      -o smtpd_client_restrictions= \
+      -o smtpd_helo_restrictions= \
+      -o smtpd_sender_restrictions= \
+      -o "smtpd_recipient_restrictions=$value" 2>&1)
+  if grep -q "4.3.5 Server configuration error" <<<"$replies" || ! grep -q "^221 " <<<"$replies"; then
+    # The reasons are in smtpd's log lines (postlogd), which the controller reads.
+    echo "PROBE-FAILED $parameter"
+    status=1
+  fi
+done
+exit $status
