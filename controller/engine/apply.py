@@ -59,6 +59,8 @@ from controller.settings import Settings
 log = logging.getLogger(__name__)
 
 MASK = "********"
+# How long a change waits for another apply (or a reconcile pass) to finish.
+LOCK_WAIT = 120.0
 
 
 class ApplyFailed(InvalidInput):
@@ -173,7 +175,7 @@ class ConfigEngine:
         token_id: int | None = None,
     ) -> dict[str, Any] | None:
         """Validate, apply and record a settings change; None when nothing changed."""
-        with self._exclusive(wait=False):
+        with self._exclusive(wait=LOCK_WAIT):
             with self.sessions() as session:
                 stored = load_stored(session)
             old = build(stored, self.first_start_defaults())
@@ -231,7 +233,7 @@ class ConfigEngine:
     def reconcile(self, trigger: str = "reconcile") -> dict[str, Any] | None:
         """Bring every container to the desired release; None when all were already
         there. Also finishes or undoes applies a killed controller left in progress."""
-        with self._exclusive(wait=trigger != "reconcile"):
+        with self._exclusive(wait=0 if trigger == "reconcile" else LOCK_WAIT):
             self._recover_interrupted()
             return self._reconcile_locked(trigger)
 
@@ -542,19 +544,28 @@ class ConfigEngine:
     # --- records -----------------------------------------------------------------------
 
     @contextmanager
-    def _exclusive(self, *, wait: bool) -> Iterator[None]:
+    def _exclusive(self, *, wait: float) -> Iterator[None]:
         """One apply at a time: a thread lock for the API's worker threads and a file
-        lock for `mailyard` commands running next to the server in the container."""
+        lock for `mailyard` commands running next to the server in the container. Waits
+        up to `wait` seconds (an apply takes seconds), then answers 409."""
         busy = Conflict("another configuration change is being applied; retry shortly")
-        if not self._lock.acquire(blocking=wait):
+        deadline = time.monotonic() + wait
+        acquired = (
+            self._lock.acquire(timeout=wait) if wait > 0 else self._lock.acquire(blocking=False)
+        )
+        if not acquired:
             raise busy
         try:
             self.settings.state_dir.mkdir(parents=True, exist_ok=True)
             with open(self.settings.state_dir / "apply.lock", "a") as handle:
-                try:
-                    fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    raise busy from None
+                while True:
+                    try:
+                        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if time.monotonic() >= deadline:
+                            raise busy from None
+                        time.sleep(0.2)
                 yield
         finally:
             self._lock.release()

@@ -116,7 +116,8 @@ class Stack:
         self, method: str, path: str, token: str | None = None, **kwargs: Any
     ) -> httpx.Response:
         headers = {"Authorization": f"Bearer {token or self.admin_token}"}
-        return httpx.request(method, f"{self.api_url}{path}", headers=headers, timeout=30, **kwargs)
+        kwargs.setdefault("timeout", 30)
+        return httpx.request(method, f"{self.api_url}{path}", headers=headers, **kwargs)
 
     def new_domain(self, prefix: str = "d") -> str:
         name = f"{prefix}-{uuid.uuid4().hex[:8]}.test"
@@ -236,6 +237,8 @@ def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
             "MAILYARD_API_BIND_ADDRESS": "127.0.0.1",
             "MAILYARD_HOSTNAME": HOSTNAME,
             "MAILYARD_RELAYHOST": "[sink]:25",
+            # Short, so the test of drift correction does not wait a minute.
+            "MAILYARD_RECONCILE_INTERVAL": "5",
         }
     )
     compose = [

@@ -1,0 +1,331 @@
+"""Settings that change safely: validated by the daemons, applied with rolling reloads
+behind health gates, rolled back on failure, finished after a controller crash.
+
+Every test leaves the settings as it found them (the stack is shared).
+"""
+
+from __future__ import annotations
+
+import imaplib
+import smtplib
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from conftest import PASSWORD, Stack
+from mailtools import insecure_tls, make_message, wait_for
+
+DEFAULT_SIZE = 50 * 1024 * 1024
+
+
+@pytest.fixture
+def restore_settings(stack: Stack) -> Iterator[None]:
+    before = stack.api("GET", "/settings").json()["settings"]
+    yield
+    now = stack.api("GET", "/settings").json()["settings"]
+    changed = {name: before[name] for name in before if now[name] != before[name]}
+    if changed:
+        response = stack.api("PATCH", "/settings", json=changed, timeout=180)
+        assert response.status_code == 200, response.text
+
+
+def _ehlo_size(stack: Stack, port_name: str) -> int:
+    client = smtplib.SMTP(stack.host, stack.ports[port_name], timeout=60)
+    try:
+        client.ehlo("size-probe.remote.test")
+        return int(client.esmtp_features["size"])
+    finally:
+        client.quit()
+
+
+def _active_release(stack: Stack, service: str) -> str:
+    return stack.exec(service, "readlink", "/etc/mailyard/active").stdout.strip().rsplit("/", 1)[-1]
+
+
+def _committed_release(stack: Stack, service: str) -> str:
+    link = f"/var/lib/mailyard/config/{service}/current"
+    return stack.exec("controller", "readlink", link).stdout.strip().rsplit("/", 1)[-1]
+
+
+def _live_file(stack: Stack, service: str, name: str) -> str:
+    return stack.exec(service, "cat", f"/etc/mailyard/active/{name}").stdout
+
+
+def _message(recipient: str, subject: str) -> tuple[str, str]:
+    message = make_message("someone@remote.test", [recipient], subject)
+    return message.as_string(), str(message["Message-ID"])
+
+
+def _mail_flows(stack: Stack, address: str) -> None:
+    text, message_id = _message(address, "after apply")
+    with stack.smtp() as client:
+        client.sendmail("someone@remote.test", [address], text)
+    stack.wait_for_delivery(address, message_id, timeout=60)
+
+
+def _patch(stack: Stack, values: dict[str, Any]) -> httpx.Response:
+    return stack.api("PATCH", "/settings", json=values, timeout=180)
+
+
+def test_message_size_limit_reaches_ehlo_on_25_and_587(
+    stack: Stack, restore_settings: None
+) -> None:
+    new_size = 20 * 1024 * 1024
+    assert _ehlo_size(stack, "submission") == DEFAULT_SIZE
+
+    response = _patch(stack, {"message_size_limit": new_size})
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["settings"]["message_size_limit"] == new_size
+    assert body["apply"]["status"] == "succeeded"
+    assert body["apply"]["changes"] == [
+        {"name": "message_size_limit", "old": DEFAULT_SIZE, "new": new_size}
+    ]
+    # Only Postfix's files changed: Dovecot is not touched.
+    assert set(body["apply"]["services"]) == {"postfix"}
+    replica = body["apply"]["services"]["postfix"]["replicas"][0]
+    assert replica["outcome"] == "ok"
+    assert _ehlo_size(stack, "submission") == new_size
+    assert _ehlo_size(stack, "smtp") == new_size
+    assert _committed_release(stack, "postfix") == _active_release(stack, "postfix")
+
+
+class _IdleSession:
+    """An IMAP session in IDLE (RFC 2177), read line by line."""
+
+    def __init__(self, stack: Stack, address: str) -> None:
+        self.imap = imaplib.IMAP4_SSL(
+            stack.host, stack.ports["imaps"], ssl_context=insecure_tls(), timeout=90
+        )
+        self.imap.login(address, PASSWORD)
+        self.imap.select("INBOX")
+        self.imap.send(b"idle1 IDLE\r\n")
+        assert self.imap.readline().startswith(b"+"), "IDLE was not accepted"
+
+    def wait_for_exists(self, timeout: float) -> bytes:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self.imap.readline()
+            if b"EXISTS" in line:
+                return line
+        raise AssertionError("no EXISTS while idling")
+
+    def done(self) -> None:
+        self.imap.send(b"DONE\r\n")
+        while True:
+            line = self.imap.readline()
+            if line.startswith(b"idle1 "):
+                assert line.startswith(b"idle1 OK"), line
+                return
+            assert line, "connection closed while ending IDLE"
+
+
+def test_open_sessions_survive_an_apply_and_their_mail_arrives(
+    stack: Stack, restore_settings: None
+) -> None:
+    domain = stack.new_domain("sessions")
+    reader = stack.new_mailbox(domain, "reader")
+    idle = _IdleSession(stack, reader)
+
+    # An SMTP session on port 25 paused between RCPT and DATA.
+    smtp = stack.smtp()
+    assert smtp.mail("someone@remote.test")[0] == 250
+    assert smtp.rcpt(reader)[0] == 250
+
+    # Both Postfix and Dovecot change, so both are reloaded under the open sessions.
+    response = _patch(stack, {"message_size_limit": 30 * 1024 * 1024, "mail_process_limit": 900})
+    assert response.status_code == 200, response.text
+    assert set(response.json()["apply"]["services"]) == {"postfix", "dovecot"}
+
+    text, message_id = _message(reader, "paused")
+    code, _ = smtp.data(text)
+    assert code == 250
+    smtp.quit()
+
+    # The IDLE session opened before the apply sees the new message and ends normally.
+    idle.wait_for_exists(timeout=60)
+    idle.done()
+    status, data = idle.imap.search(None, "HEADER", "Message-ID", message_id)
+    assert status == "OK"
+    assert data[0].split(), "the paused SMTP session's mail is not there"
+    idle.imap.logout()
+
+
+def test_unknown_restriction_is_refused_with_postfix_message_and_nothing_changes(
+    stack: Stack, restore_settings: None
+) -> None:
+    main_cf = _live_file(stack, "postfix", "main.cf")
+    committed = _committed_release(stack, "postfix")
+    before = stack.api("GET", "/settings").json()["settings"]
+
+    response = _patch(
+        stack,
+        {
+            "recipient_restrictions": [
+                "reject_non_fqdn_recipient",
+                "reject_unlisted_recipient",
+                "reject_mailyard_bogus",
+            ]
+        },
+    )
+
+    assert response.status_code == 422, response.text
+    problem = response.json()
+    # Postfix's own words, from an smtpd that read the staged configuration.
+    assert 'unknown smtpd restriction: "reject_mailyard_bogus"' in problem["detail"]
+    assert _live_file(stack, "postfix", "main.cf") == main_cf  # byte for byte
+    assert _committed_release(stack, "postfix") == committed
+    assert _active_release(stack, "postfix") == committed
+    assert stack.api("GET", "/settings").json()["settings"] == before
+    record = stack.api("GET", f"/config/applies/{problem['apply_id']}").json()
+    assert record["status"] == "invalid"
+
+
+def test_setting_that_breaks_the_health_gate_is_rolled_back(
+    stack: Stack, restore_settings: None
+) -> None:
+    domain = stack.new_domain("rollback")
+    address = stack.new_mailbox(domain)
+    committed = _committed_release(stack, "postfix")
+
+    # Valid for `postfix check`, but no such address exists in the container: the
+    # master cannot bind its listeners after the reload.
+    response = _patch(stack, {"smtp_listen_address": "192.0.2.55"})
+
+    assert response.status_code == 422, response.text
+    problem = response.json()
+    assert "rolled back" in problem["detail"]
+    assert "192.0.2.55" in problem["detail"], problem["detail"]  # Postfix's bind error
+    record = stack.api("GET", f"/config/applies/{problem['apply_id']}").json()
+    assert record["status"] == "rolled_back"
+    assert stack.api("GET", "/settings").json()["settings"]["smtp_listen_address"] == ""
+    assert _committed_release(stack, "postfix") == committed
+    wait_for(
+        "postfix back on the committed release",
+        lambda: _active_release(stack, "postfix") == committed,
+        timeout=60,
+    )
+    _mail_flows(stack, address)
+
+
+def test_controller_killed_during_an_apply_leaves_a_consistent_stack(
+    stack: Stack, restore_settings: None
+) -> None:
+    domain = stack.new_domain("crash")
+    address = stack.new_mailbox(domain)
+    controller = stack.container("controller")
+    outcome: dict[str, Any] = {}
+
+    def change() -> None:
+        try:
+            outcome["response"] = _patch(
+                stack, {"message_size_limit": 40 * 1024 * 1024, "mail_process_limit": 800}
+            )
+        except httpx.HTTPError as exc:  # the controller dies under the request
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=change)
+    worker.start()
+    in_progress: list[dict[str, Any]] = []
+
+    def apply_in_progress() -> bool:
+        items = stack.api("GET", "/config/applies?status=in_progress").json()["items"]
+        in_progress[:] = items
+        return bool(items)
+
+    wait_for("an apply in progress", apply_in_progress, timeout=60, interval=0.05)
+    subprocess.run(["docker", "kill", controller], check=True, capture_output=True)
+    worker.join(timeout=60)
+    interrupted_id = in_progress[0]["id"]
+
+    subprocess.run(["docker", "start", controller], check=True, capture_output=True)
+    wait_for(
+        "the controller back",
+        lambda: _api_answers(stack),
+        timeout=180,
+    )
+    record = stack.api("GET", f"/config/applies/{interrupted_id}").json()
+    assert record["status"] in {"completed_after_restart", "undone_after_restart"}, record
+
+    # Every container runs the committed release, and the wire matches the settings.
+    for service in ("postfix", "dovecot"):
+        assert _active_release(stack, service) == _committed_release(stack, service)
+    settings = stack.api("GET", "/settings").json()["settings"]
+    assert _ehlo_size(stack, "submission") == settings["message_size_limit"]
+    _mail_flows(stack, address)
+
+
+def _api_answers(stack: Stack) -> bool:
+    try:
+        return stack.api("GET", "/settings", timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _config_snapshot(stack: Stack) -> dict[str, Any]:
+    listing = stack.exec(
+        "controller",
+        "sh",
+        "-c",
+        "cd /var/lib/mailyard/config && ls -l --time-style=+%s -R . && "
+        "find . -type f -exec sha256sum {} +",
+    ).stdout
+    return {
+        "files": listing,
+        "settings": stack.api("GET", "/settings").json()["settings"],
+        "applies": stack.api("GET", "/config/applies").json()["total"],
+        "active": {s: _active_release(stack, s) for s in ("postfix", "dovecot")},
+    }
+
+
+def test_plan_shows_a_diff_and_changes_nothing(stack: Stack) -> None:
+    before = _config_snapshot(stack)
+    current = before["settings"]["message_size_limit"]
+    proposed = current + 1024 * 1024
+
+    response = stack.api(
+        "POST", "/config/plan", json={"settings": {"message_size_limit": proposed}}
+    )
+
+    assert response.status_code == 200, response.text
+    plan = response.json()
+    postfix = plan["services"]["postfix"]
+    assert postfix["changed"] is True
+    assert f"-message_size_limit = {current}\n" in postfix["diff"]
+    assert f"+message_size_limit = {proposed}\n" in postfix["diff"]
+    assert plan["services"]["dovecot"]["changed"] is False
+    assert plan["services"]["dovecot"]["diff"] == ""
+    # Secrets never appear in a diff.
+    assert "password=" not in postfix["diff"] or "password=********" in postfix["diff"]
+    assert _config_snapshot(stack) == before
+
+
+def test_hand_edited_release_is_reported_and_corrected(stack: Stack) -> None:
+    domain = stack.new_domain("drift")
+    address = stack.new_mailbox(domain)
+    stack.exec(
+        "controller",
+        "sh",
+        "-c",
+        "echo 'smtpd_banner = hacked' >> /var/lib/mailyard/config/postfix/current/main.cf",
+    )
+    plan = stack.api("POST", "/config/plan").json()
+    assert plan["services"]["postfix"]["drift"] == ["main.cf was edited by hand"]
+
+    # The controller's periodic reconcile (every 5 s in the test stack) corrects it.
+    def corrected() -> bool:
+        postfix = stack.api("POST", "/config/plan").json()["services"]["postfix"]
+        return not postfix["changed"]
+
+    wait_for("the reconcile loop to replace the edited release", corrected, timeout=90)
+    assert "hacked" not in _live_file(stack, "postfix", "main.cf")
+    applies = stack.api("GET", "/config/applies?limit=5").json()["items"]
+    assert any(
+        item["trigger"] == "reconcile" and item["status"] == "succeeded" for item in applies
+    ), applies
+    _mail_flows(stack, address)
