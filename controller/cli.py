@@ -333,6 +333,41 @@ def cmd_token_revoke(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_settings_commands(commands: Any) -> None:
+    setting = commands.add_parser("settings", help="mail settings").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    show = setting.add_parser("show", help="every setting's value (secrets masked)")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(handler=cmd_settings_show)
+    change = setting.add_parser(
+        "set", help="change settings and apply them (validated, health-gated, rolled back)"
+    )
+    change.add_argument("assignments", nargs="*", metavar="NAME=VALUE")
+    change.add_argument(
+        "--reset",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="return a setting to its default",
+    )
+    change.set_defaults(handler=cmd_settings_set)
+
+    config = commands.add_parser("config", help="rendered configuration").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    plan = config.add_parser("plan", help="diff between running and desired configuration")
+    plan.add_argument("--json", action="store_true")
+    plan.set_defaults(handler=cmd_config_plan)
+    config.add_parser(
+        "reconcile", help="bring every container to the desired release"
+    ).set_defaults(handler=cmd_config_reconcile)
+    applies = config.add_parser("applies", help="recent applies, newest first")
+    applies.add_argument("--limit", type=int, default=20)
+    applies.add_argument("--json", action="store_true")
+    applies.set_defaults(handler=cmd_config_applies)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mailyard", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -419,38 +454,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-
-def _add_settings_commands(commands: Any) -> None:
-    setting = commands.add_parser("settings", help="mail settings").add_subparsers(
-        dest="action", required=True, metavar="ACTION"
-    )
-    show = setting.add_parser("show", help="every setting's value (secrets masked)")
-    show.add_argument("--json", action="store_true")
-    show.set_defaults(handler=cmd_settings_show)
-    change = setting.add_parser(
-        "set", help="change settings and apply them (validated, health-gated, rolled back)"
-    )
-    change.add_argument("assignments", nargs="*", metavar="NAME=VALUE")
-    change.add_argument(
-        "--reset",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="return a setting to its default",
-    )
-    change.set_defaults(handler=cmd_settings_set)
-
-    config = commands.add_parser("config", help="rendered configuration").add_subparsers(
-        dest="action", required=True, metavar="ACTION"
-    )
-    plan = config.add_parser("plan", help="diff between running and desired configuration")
-    plan.add_argument("--json", action="store_true")
-    plan.set_defaults(handler=cmd_config_plan)
-    config.add_parser(
-        "reconcile", help="bring every container to the desired release"
-    ).set_defaults(handler=cmd_config_reconcile)
-    applies = config.add_parser("applies", help="recent applies, newest first")
-    applies.add_argument("--limit", type=int, default=20)
-    applies.add_argument("--json", action="store_true")
-    applies.set_defaults(handler=cmd_config_applies)

@@ -15,6 +15,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -192,7 +193,7 @@ class Stack:
         write(f"\nfull logs in {target}")
 
 
-def _wait_healthy(stack: Stack, timeout: float = 360) -> None:
+def _wait_healthy(stack: Stack, timeout: float = 360, *, expected_containers: int = 5) -> None:
     deadline = time.monotonic() + timeout
     states: dict[str, str] = {}
     while time.monotonic() < deadline:
@@ -209,21 +210,22 @@ def _wait_healthy(stack: Stack, timeout: float = 360) -> None:
                 )
                 for item in inspected
             }
-            if len(states) >= 5 and all(state == "healthy" for state in states.values()):
+            if len(states) >= expected_containers and all(
+                state == "healthy" for state in states.values()
+            ):
                 return
         time.sleep(2)
     raise AssertionError(f"the stack did not become healthy within {timeout:.0f}s: {states}")
 
 
-def _start(stack: Stack) -> None:
-    up = stack.run_compose("up", "-d", "--no-build", check=False)
+def _start(stack: Stack, *up_args: str, expected_containers: int = 5) -> None:
+    up = stack.run_compose("up", "-d", "--no-build", *up_args, check=False)
     if up.returncode != 0:
         raise AssertionError(f"compose up failed:\n{up.stdout}\n{up.stderr}")
-    _wait_healthy(stack)
+    _wait_healthy(stack, expected_containers=expected_containers)
 
 
-@pytest.fixture(scope="session")
-def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
+def _new_stack(extra_compose_files: tuple[str, ...] = ()) -> Stack:
     if subprocess.run(["docker", "info"], capture_output=True, check=False).returncode != 0:
         pytest.fail("the Docker daemon is not reachable: run the suite through scripts/test")
     project = f"mailyard-test-{uuid.uuid4().hex[:8]}"
@@ -241,16 +243,21 @@ def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
             "MAILYARD_RECONCILE_INTERVAL": "5",
         }
     )
-    compose = [
-        *_compose_command(),
-        "-p",
-        project,
-        "-f",
-        str(REPO / "compose.yaml"),
-        "-f",
-        str(REPO / "tests/stack/compose.test.yaml"),
-    ]
-    stack = Stack(project=project, compose=compose, env=env, ports=ports)
+    compose = [*_compose_command(), "-p", project]
+    for name in ("compose.yaml", "tests/stack/compose.test.yaml", *extra_compose_files):
+        compose += ["-f", str(REPO / name)]
+    return Stack(project=project, compose=compose, env=env, ports=ports)
+
+
+@contextmanager
+def running_stack(
+    request: pytest.FixtureRequest,
+    *up_args: str,
+    extra_compose_files: tuple[str, ...] = (),
+    expected_containers: int = 5,
+) -> Iterator[Stack]:
+    """A healthy stack for the duration of the block; logs dumped if a test failed."""
+    stack = _new_stack(extra_compose_files)
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
 
     def write(line: str) -> None:
@@ -259,11 +266,12 @@ def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
         else:
             print(line)
 
+    failed_before = request.config.stash.get(FAILED, False)
     request.config.stash[FAILED] = False
     try:
         started = time.monotonic()
-        _start(stack)
-        write(f"\nstack {project} healthy after {time.monotonic() - started:.0f}s")
+        _start(stack, *up_args, expected_containers=expected_containers)
+        write(f"\nstack {stack.project} healthy after {time.monotonic() - started:.0f}s")
         stack.admin_token = stack.mailyard("admin-token").stdout.strip()
         yield stack
     except BaseException:
@@ -273,3 +281,10 @@ def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
         if request.config.stash.get(FAILED, False):
             stack.dump_logs(write)
         stack.run_compose("down", "-v", "--remove-orphans", "--timeout", "5", check=False)
+        request.config.stash[FAILED] = failed_before or request.config.stash.get(FAILED, False)
+
+
+@pytest.fixture(scope="session")
+def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
+    with running_stack(request) as running:
+        yield running

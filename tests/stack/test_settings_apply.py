@@ -329,3 +329,21 @@ def test_hand_edited_release_is_reported_and_corrected(stack: Stack) -> None:
         item["trigger"] == "reconcile" and item["status"] == "succeeded" for item in applies
     ), applies
     _mail_flows(stack, address)
+
+
+def test_mailyard_command_changes_settings_through_the_same_pipeline(
+    stack: Stack, restore_settings: None
+) -> None:
+    result = stack.mailyard("settings", "set", "recipient_limit=42", "helo_required=false")
+    assert "succeeded" in result.stdout, result.stdout + result.stderr
+
+    shown = stack.mailyard("settings", "show", "--json").stdout
+    assert '"recipient_limit": 42' in shown
+    assert '"helo_required": false' in shown
+    assert "smtpd_recipient_limit = 42\n" in _live_file(stack, "postfix", "main.cf")
+    assert "smtpd_helo_required = no\n" in _live_file(stack, "postfix", "main.cf")
+    assert "up to date" in stack.mailyard("config", "plan").stdout
+    refused = stack.mailyard("settings", "set", "mynetworks=0.0.0.0/0,10.0.0.1/8", check=False)
+    assert refused.returncode != 0
+    assert "10.0.0.1/8" in refused.stderr
+    assert "recipient_limit" in stack.mailyard("config", "applies").stdout
