@@ -347,3 +347,32 @@ def test_mailyard_command_changes_settings_through_the_same_pipeline(
     assert refused.returncode != 0
     assert "10.0.0.1/8" in refused.stderr
     assert "recipient_limit" in stack.mailyard("config", "applies").stdout
+
+
+def test_relayhost_password_is_write_only_and_reaches_postfix(
+    stack: Stack, restore_settings: None
+) -> None:
+    secret = "s3cret-relay-Passw0rd"
+    response = _patch(stack, {"relayhost_username": "relayuser", "relayhost_password": secret})
+
+    assert response.status_code == 200, response.text
+    assert secret not in response.text
+    assert response.json()["settings"]["relayhost_password"] == "********"
+    assert secret not in stack.api("GET", "/settings").text
+    assert secret not in stack.api("GET", "/config/applies").text
+    plan = stack.api("POST", "/config/plan", json={"settings": {"relayhost_password": "other-pw"}})
+    assert secret not in plan.text
+    assert "other-pw" not in plan.text
+    assert "a secret value changed (not shown)" in plan.json()["services"]["postfix"]["diff"]
+
+    # Postfix's smtp client finds the credentials for the relayhost, and only root and
+    # the postfix group can read them.
+    found = stack.exec(
+        "postfix", "postmap", "-q", "[sink]:25", "texthash:/etc/mailyard/active/relay_passwords"
+    ).stdout.strip()
+    assert found == f"relayuser:{secret}"
+    mode = stack.exec(
+        "postfix", "stat", "-L", "-c", "%a %U %G", "/etc/mailyard/active/relay_passwords"
+    ).stdout.split()
+    assert mode == ["640", "root", "postfix"]
+    assert secret not in stack.run_compose("logs", "controller").stdout
