@@ -10,55 +10,15 @@ Uses a project of its own (mailyard-bench-*) on free loopback ports.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import smtplib
 import statistics
 import subprocess
 import sys
 import time
-import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 
-import httpx
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "stack"))
-from mailtools import (  # noqa: E402
-    PUBLISHED_PORTS,
-    free_port,
-    imap_message_ids,
-    make_message,
-    wait_for,
-)
-
-
-def compose_command() -> list[str]:
-    probe = subprocess.run(["docker", "compose", "version"], capture_output=True, check=False)
-    return ["docker", "compose"] if probe.returncode == 0 else ["docker-compose"]
-
-
-def machine() -> str:
-    memory_kib = next(
-        int(line.split()[1])
-        for line in Path("/proc/meminfo").read_text().splitlines()
-        if line.startswith("MemTotal:")
-    )
-    docker = subprocess.run(
-        ["docker", "version", "--format", "{{.Server.Version}}"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
-    compose = subprocess.run(
-        [*compose_command(), "version", "--short"], capture_output=True, text=True, check=False
-    ).stdout.strip()
-    return (
-        f"{os.cpu_count()} CPUs, {memory_kib / 1024 / 1024:.1f} GiB RAM, "
-        f"{platform.system()} {platform.release()}, Docker {docker}, Compose {compose}"
-    )
+from _stack import Stack, machine, publish
+from mailtools import imap_message_ids, make_message, wait_for  # tests/stack, via _stack
 
 
 def memory_mib(text: str) -> float:
@@ -76,52 +36,19 @@ def main() -> int:
     parser.add_argument("--settle", type=float, default=30, help="seconds idle before sampling")
     args = parser.parse_args()
 
-    project = f"mailyard-bench-{uuid.uuid4().hex[:6]}"
-    ports = {variable: free_port() for variable in PUBLISHED_PORTS.values()}
-    env = {**os.environ, "COMPOSE_PROJECT_NAME": project, "MAILYARD_BIND_ADDRESS": "127.0.0.1"}
-    env.update({key: str(value) for key, value in ports.items()})
-    compose = compose_command()
-
-    def run(*arguments: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*compose, *arguments],
-            cwd=REPO,
-            env=env,
-            text=True,
-            capture_output=True,
-            check=True,
-            timeout=600,
-        )
-
-    try:
+    with Stack() as stack:
+        project, ports = stack.project, stack.ports
         started = time.monotonic()
-        run("up", "-d", "--no-build")
-
-        def healthy() -> bool:
-            ids = run("ps", "-q").stdout.split()
-            states = json.loads(
-                subprocess.run(
-                    ["docker", "inspect", *ids], capture_output=True, text=True, check=True
-                ).stdout
-            )
-            return len(states) == 4 and all(
-                (s["State"].get("Health") or {}).get("Status") == "healthy" for s in states
-            )
-
-        wait_for("all services healthy", healthy, timeout=300, interval=0.5)
+        stack.up()
+        stack.wait_healthy()
         to_healthy = time.monotonic() - started
 
-        token = run("exec", "-T", "controller", "mailyard", "admin-token").stdout.strip()
-        api = f"http://127.0.0.1:{ports['MAILYARD_API_PORT']}/api/v1"
-        headers = {"Authorization": f"Bearer {token}"}
-        httpx.post(
-            f"{api}/domains", headers=headers, json={"name": "bench.test"}
-        ).raise_for_status()
-        httpx.post(
-            f"{api}/mailboxes",
-            headers=headers,
-            json={"address": "bench@bench.test", "password": "bench password 1"},
-        ).raise_for_status()
+        with stack.api(stack.admin_token()) as api:
+            api.post("/domains", json={"name": "bench.test"}).raise_for_status()
+            api.post(
+                "/mailboxes",
+                json={"address": "bench@bench.test", "password": "bench password 1"},
+            ).raise_for_status()
         message = make_message("sender@remote.test", ["bench@bench.test"], "first")
         with smtplib.SMTP("127.0.0.1", ports["MAILYARD_SMTP_PORT"], timeout=60) as client:
             client.send_message(message)
@@ -157,14 +84,6 @@ def main() -> int:
                     service = service.rsplit("_", 1)[0]
                     samples.setdefault(service, []).append(memory_mib(usage))
             time.sleep(5)
-    finally:
-        subprocess.run(
-            [*compose, "down", "-v", "--timeout", "5"],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            check=False,
-        )
 
     medians = {service: statistics.median(values) for service, values in sorted(samples.items())}
     lines = [
@@ -189,16 +108,7 @@ def main() -> int:
         f"| **total** | **{sum(medians.values()):.1f}** |",
         "",
     ]
-    report = "\n".join(lines)
-    print(report)
-    target = REPO / "docs" / "benchmarks.md"
-    if not target.exists():
-        target.write_text(
-            "# Benchmarks\n\nFigures written by the scripts in `bench/`; each section says how "
-            "to rerun it. Machines are shared and noisy: compare figures from the same run.\n\n"
-        )
-    with target.open("a") as handle:
-        handle.write(report + "\n")
+    publish("\n".join(lines))
     return 0
 
 

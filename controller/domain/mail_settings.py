@@ -29,6 +29,7 @@ from controller.domain.errors import InvalidInput
 from controller.domain.validation import normalize_domain, normalize_nexthop
 
 MIB = 1024 * 1024
+# Patterns are used with fullmatch(): `$` would accept a trailing newline.
 # A Postfix time value: a number and a unit (s, m, h, d, w).
 _DURATION = re.compile(r"^([1-9][0-9]{0,5})([smhdw])$")
 _SECONDS_PER_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -48,9 +49,9 @@ DEFAULT_HOSTNAME = "mail.example.com"
 
 
 def duration_seconds(value: str) -> int:
-    match = _DURATION.match(value)
+    match = _DURATION.fullmatch(value)
     if not match:
-        raise ValueError(f"'{value}' is not a duration such as 300s, 30m, 4h or 5d")
+        raise ValueError(f"{value!r} is not a duration such as 300s, 30m, 4h or 5d")
     return int(match.group(1)) * _SECONDS_PER_UNIT[match.group(2)]
 
 
@@ -61,9 +62,9 @@ def _duration(value: str) -> str:
 
 def _restriction_list(values: list[str]) -> list[str]:
     for item in values:
-        if not _RESTRICTION_TOKEN.match(item):
+        if not _RESTRICTION_TOKEN.fullmatch(item):
             raise ValueError(
-                f"'{item}' is not a restriction name or argument: use lowercase names such "
+                f"{item!r} is not a restriction name or argument: use lowercase names such "
                 "as reject_unknown_sender_domain, one per list element, without spaces, "
                 "commas, quotes, '$' or file paths"
             )
@@ -287,7 +288,7 @@ class MailSettings(BaseModel):
             try:
                 networks.append(str(ipaddress.ip_network(value.strip(), strict=True)))
             except ValueError as exc:
-                raise ValueError(f"'{value}' is not a network in CIDR form: {exc}") from exc
+                raise ValueError(f"{value!r} is not a network in CIDR form ({exc})") from exc
         if not networks:
             raise ValueError("keep at least 127.0.0.0/8: Postfix's own programs submit from it")
         return networks
@@ -316,7 +317,7 @@ class MailSettings(BaseModel):
     @field_validator("relayhost_username")
     @classmethod
     def _username(cls, value: str) -> str:
-        if value and not _SASL_USERNAME.match(value):
+        if value and not _SASL_USERNAME.fullmatch(value):
             raise ValueError("use only letters, digits and @ . _ + = - in the relayhost user name")
         return value
 
@@ -350,7 +351,7 @@ class MailSettings(BaseModel):
         try:
             address = ipaddress.ip_address(value.strip())
         except ValueError as exc:
-            raise ValueError(f"'{value}' is not an IP address") from exc
+            raise ValueError(f"{value!r} is not an IP address") from exc
         if address.version != 4:
             raise ValueError("Postfix here listens on IPv4 only (inet_protocols = ipv4)")
         return str(address)
@@ -388,7 +389,9 @@ def describe_validation_error(error: ValidationError) -> str:
         if item["type"] == "extra_forbidden":
             message = "is not a Mailyard setting (GET /api/v1/settings/schema lists them)"
         parts.append(f"{location}: {message}")
-    return "; ".join(parts)
+    # Refused values are quoted in the messages; keep control characters from them out
+    # of the one line a person (or a log) gets.
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in "; ".join(parts))
 
 
 def build(stored: Mapping[str, Any], defaults: Mapping[str, Any]) -> MailSettings:

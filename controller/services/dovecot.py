@@ -96,5 +96,6 @@ DOVECOT = ManagedService(
     templates=TEMPLATES,
     validate=validate,
     reload=("doveadm", "reload"),
-    gate=("mailyard-dovecot-healthcheck",),
+    # `timeout`: a check that hangs must not stall the gate past its deadline.
+    gate=("timeout", "10", "mailyard-dovecot-healthcheck"),
 )

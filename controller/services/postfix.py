@@ -96,5 +96,6 @@ POSTFIX = ManagedService(
     templates=TEMPLATES,
     validate=validate,
     reload=("postfix", "reload"),
-    gate=("mailyard-postfix-healthcheck",),
+    # `timeout`: a check that hangs (e.g. a full listen queue) must not stall the gate.
+    gate=("timeout", "10", "mailyard-postfix-healthcheck"),
 )

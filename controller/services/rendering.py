@@ -181,7 +181,7 @@ class ReleaseStore:
 
     def activate(self, name: str) -> None:
         """Point `current` at the release `name`, atomically."""
-        if not RELEASE_NAME.match(name) or not self.path_of(name).is_dir():
+        if not RELEASE_NAME.fullmatch(name) or not self.path_of(name).is_dir():
             raise FileNotFoundError(f"release {name} of {self.root.name} was never written")
         temporary = self.root / f".{CURRENT}.{os.getpid()}"
         temporary.unlink(missing_ok=True)
@@ -216,7 +216,7 @@ class ReleaseStore:
         return problems
 
     def remove(self, name: str) -> None:
-        if RELEASE_NAME.match(name) and name != self.current_name():
+        if RELEASE_NAME.fullmatch(name) and name != self.current_name():
             shutil.rmtree(self.path_of(name), ignore_errors=True)
 
     def prune(self, keep: int = 5, in_use: frozenset[str] = frozenset()) -> None:
@@ -228,7 +228,7 @@ class ReleaseStore:
             (
                 p
                 for p in self.releases.iterdir()
-                if p.is_dir() and RELEASE_NAME.match(p.name) and p.name not in protected
+                if p.is_dir() and RELEASE_NAME.fullmatch(p.name) and p.name not in protected
             ),
             key=lambda p: p.stat().st_mtime,
             reverse=True,

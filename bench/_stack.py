@@ -1,0 +1,145 @@
+"""What the benchmarks share: a stack of their own, the machine's description, and where
+the figures go (docs/benchmarks.md).
+
+Importing this module also puts tests/stack on sys.path, so a benchmark can import the
+stack tests' protocol helpers (`mailtools`) next to it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests" / "stack"))
+from mailtools import PUBLISHED_PORTS, free_port, wait_for  # noqa: E402
+
+REPORT = REPO / "docs" / "benchmarks.md"
+REPORT_HEADER = (
+    "# Benchmarks\n\nFigures written by the scripts in `bench/`; each section says how "
+    "to rerun it. Machines are shared and noisy: compare figures from the same run.\n\n"
+)
+
+
+def compose_command() -> list[str]:
+    probe = subprocess.run(["docker", "compose", "version"], capture_output=True, check=False)
+    return ["docker", "compose"] if probe.returncode == 0 else ["docker-compose"]
+
+
+def machine() -> str:
+    memory_kib = next(
+        int(line.split()[1])
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemTotal:")
+    )
+    docker = subprocess.run(
+        ["docker", "version", "--format", "{{.Server.Version}}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    compose = subprocess.run(
+        [*compose_command(), "version", "--short"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    return (
+        f"{os.cpu_count()} CPUs, {memory_kib / 1024 / 1024:.1f} GiB RAM, "
+        f"{platform.system()} {platform.release()}, Docker {docker}, Compose {compose}"
+    )
+
+
+def publish(report: str) -> None:
+    """Print a report and append it to docs/benchmarks.md (created if missing)."""
+    print(report)
+    if not REPORT.exists():
+        REPORT.write_text(REPORT_HEADER)
+    with REPORT.open("a") as handle:
+        handle.write(report + "\n")
+
+
+class Stack:
+    """A stack of its own: compose project mailyard-bench-<random> (scripts/clean-test-stacks
+    removes leftovers), every published port a free one on 127.0.0.1. Used as a context
+    manager, leaving it removes its containers and volumes (`down -v`), errors or not."""
+
+    def __init__(self) -> None:
+        self.project = f"mailyard-bench-{uuid.uuid4().hex[:6]}"
+        # By variable (MAILYARD_SMTP_PORT, ...); port() looks one up by the tests' name.
+        self.ports = {variable: free_port() for variable in PUBLISHED_PORTS.values()}
+        self.env = {
+            **os.environ,
+            "COMPOSE_PROJECT_NAME": self.project,
+            "MAILYARD_BIND_ADDRESS": "127.0.0.1",
+        }
+        self.env.update({key: str(value) for key, value in self.ports.items()})
+        self.compose = compose_command()
+
+    def __enter__(self) -> Stack:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.down()
+
+    def port(self, name: str) -> int:
+        """The host port published for `name` ("smtp", "submission", ... as in mailtools)."""
+        return self.ports[PUBLISHED_PORTS[name]]
+
+    def run(self, *arguments: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*self.compose, *arguments],
+            cwd=REPO,
+            env=self.env,
+            text=True,
+            capture_output=True,
+            check=True,
+            timeout=600,
+        )
+
+    def up(self) -> None:
+        self.run("up", "-d", "--no-build")
+
+    def healthy(self) -> bool:
+        ids = self.run("ps", "-q").stdout.split()
+        states = json.loads(
+            subprocess.run(
+                ["docker", "inspect", *ids], capture_output=True, text=True, check=True
+            ).stdout
+        )
+        return len(states) == 4 and all(
+            (s["State"].get("Health") or {}).get("Status") == "healthy" for s in states
+        )
+
+    def wait_healthy(self, timeout: float = 300) -> None:
+        wait_for("all services healthy", self.healthy, timeout=timeout, interval=0.5)
+
+    def admin_token(self) -> str:
+        return self.run("exec", "-T", "controller", "mailyard", "admin-token").stdout.strip()
+
+    def api(self, token: str, timeout: float = 5.0) -> httpx.Client:
+        """An HTTP client for the API (base URL .../api/v1) authenticated with `token`."""
+        return httpx.Client(
+            base_url=f"http://127.0.0.1:{self.port('api')}/api/v1",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=timeout,
+        )
+
+    def down(self) -> None:
+        subprocess.run(
+            [*self.compose, "down", "-v", "--timeout", "5"],
+            cwd=REPO,
+            env=self.env,
+            capture_output=True,
+            check=False,
+        )
