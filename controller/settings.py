@@ -9,7 +9,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from controller.domain.errors import InvalidInput
-from controller.domain.validation import normalize_domain
+from controller.domain.validation import normalize_domain, normalize_nexthop
 
 _REPO_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
@@ -105,6 +105,14 @@ class Settings(BaseSettings):
         # and the certificate. Stored as lowercase A-labels, like every domain.
         try:
             return normalize_domain(value, "MAILYARD_HOSTNAME")
+        except InvalidInput as exc:
+            raise ValueError(exc.message) from exc
+
+    @field_validator("relayhost")
+    @classmethod
+    def _valid_relayhost(cls, value: str) -> str:
+        try:
+            return normalize_nexthop(value, "MAILYARD_RELAYHOST") if value else ""
         except InvalidInput as exc:
             raise ValueError(exc.message) from exc
 

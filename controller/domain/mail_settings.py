@@ -74,14 +74,15 @@ def _restriction_list(values: list[str]) -> list[str]:
 class MailSettings(BaseModel):
     """Every mail setting Mailyard manages. Field names are the API's setting names."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: `true` is not a number and "42" is not an integer (JSON types are exact).
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     # --- Identity -------------------------------------------------------------------
     hostname: str = Field(
         default=DEFAULT_HOSTNAME,
         description="Fully qualified name of this mail host: SMTP banner and HELO, "
-        "Dovecot's hostname, the certificate's name (Postfix myhostname). The first "
-        "start takes it from MAILYARD_HOSTNAME.",
+        "Dovecot's hostname, the certificate's name (Postfix myhostname). Until set "
+        "here, it follows MAILYARD_HOSTNAME.",
     )
     origin: str = Field(
         default="",
@@ -197,7 +198,7 @@ class MailSettings(BaseModel):
     relayhost: str = Field(
         default="",
         description="Smarthost for all outbound mail, e.g. [smtp.example.net]:587; "
-        "empty sends directly to each recipient's MX. The first start takes it from "
+        "empty sends directly to each recipient's MX. Until set here, it follows "
         "MAILYARD_RELAYHOST.",
     )
     relayhost_username: str = Field(
@@ -286,9 +287,14 @@ class MailSettings(BaseModel):
         networks = []
         for value in values:
             try:
-                networks.append(str(ipaddress.ip_network(value.strip(), strict=True)))
+                network = ipaddress.ip_network(value.strip(), strict=True)
             except ValueError as exc:
                 raise ValueError(f"{value!r} is not a network in CIDR form ({exc})") from exc
+            if network.version != 4:
+                raise ValueError(
+                    f"{value!r}: Postfix here speaks IPv4 only (inet_protocols = ipv4)"
+                )
+            networks.append(str(network))
         if not networks:
             raise ValueError("keep at least 127.0.0.0/8: Postfix's own programs submit from it")
         return networks
@@ -366,6 +372,8 @@ class MailSettings(BaseModel):
             raise ValueError("relayhost credentials need a relayhost")
         if self.relayhost_username and self.relayhost_password is None:
             raise ValueError("relayhost_username needs relayhost_password as well")
+        if self.relayhost_password is not None and not self.relayhost_username:
+            raise ValueError("relayhost_password needs relayhost_username as well")
         return self
 
 

@@ -52,6 +52,8 @@ from controller.domain.setting_rows import load_stored, save_stored
 from controller.engine.desired import MANAGED_SERVICES, desired_releases, secret_values
 from controller.runtime import Replica, Runtime
 from controller.services.certificates import ensure_certificate
+from controller.services.certificates import restore as restore_certificate
+from controller.services.certificates import snapshot as certificate_snapshot
 from controller.services.managed import ACTIVATE, ACTIVE_LINK, ManagedService
 from controller.services.rendering import Release, ReleaseStore, digest_of
 from controller.settings import Settings
@@ -330,32 +332,19 @@ class ConfigEngine:
     ) -> dict[str, Any]:
         started = time.monotonic()
         trigger = meta.trigger
-        if ensure_certificate(self.settings.certs_dir, target.hostname):
-            log.info("created a self-signed certificate for %s", target.hostname)
         rollouts = staged if staged is not None else self._stage(target)
         needed = [rollout for rollout in rollouts if rollout.needed]
+        try:
+            warnings = self._validate(needed, meta, rollouts, started)
+        except (InvalidInput, Unavailable):
+            self._discard_staged(needed)
+            raise
 
-        # 3. validate inside each service's own image
-        warnings: list[str] = []
-        for rollout in needed:
-            replica = self._validation_replica(rollout.service, strict=trigger == "api")
-            if replica is None:
-                continue
-            result = rollout.service.validate(
-                self._require_runtime(), replica, rollout.service.release_path(rollout.target)
-            )
-            warnings.extend(f"{rollout.service.name}: {text}" for text in result.warnings)
-            if not result.ok:
-                message = f"{rollout.service.name} refused the new configuration: " + "; ".join(
-                    result.errors
-                )
-                for item in needed:
-                    if item.target != item.committed:
-                        item.store.remove(item.target)
-                apply_id = self._record(
-                    meta, "invalid", rollouts, warnings, error=message, started=started
-                )
-                raise InvalidInput(message, extra={"apply_id": apply_id})
+        # A new hostname needs its own self-signed certificate (if ours is in use); put
+        # the old one back if the change does not go live.
+        saved_certificate = certificate_snapshot(self.settings.certs_dir)
+        if ensure_certificate(self.settings.certs_dir, target.hostname):
+            log.info("created a self-signed certificate for %s", target.hostname)
 
         # 4. persist the settings together with the in-progress record
         with self.sessions.begin() as session:
@@ -367,8 +356,9 @@ class ConfigEngine:
 
         # 5. roll out, one replica at a time, health-gated
         try:
-            self._roll_out(needed)
+            self._roll_out(needed, reload_all=trigger == "recovery")
         except _GateFailed as failure:
+            restore_certificate(self.settings.certs_dir, saved_certificate)
             undo_messages = self._roll_back(failure.touched)
             with self.sessions.begin() as session:
                 save_stored(session, meta.stored_before)
@@ -393,11 +383,52 @@ class ConfigEngine:
         self._finish(apply_id, "succeeded", rollouts=rollouts, started=started)
         return self.get_apply(apply_id)
 
-    def _roll_out(self, needed: Sequence[ServiceRollout]) -> None:
+    def _validate(
+        self,
+        needed: Sequence[ServiceRollout],
+        meta: ApplyMeta,
+        rollouts: Sequence[ServiceRollout],
+        started: float,
+    ) -> list[str]:
+        """Each staged release checked by its daemon inside a running container of the
+        service; returns the daemons' warnings, raises InvalidInput with their errors."""
+        warnings: list[str] = []
+        for rollout in needed:
+            replica = self._validation_replica(rollout.service, strict=meta.trigger == "api")
+            if replica is None:
+                continue
+            result = rollout.service.validate(
+                self._require_runtime(), replica, rollout.service.release_path(rollout.target)
+            )
+            warnings.extend(f"{rollout.service.name}: {text}" for text in result.warnings)
+            if not result.ok:
+                message = f"{rollout.service.name} refused the new configuration: " + "; ".join(
+                    result.errors
+                )
+                # Not retried by the periodic reconcile until something changes.
+                self._failed_targets.add(tuple(item.target for item in rollouts))
+                apply_id = self._record(
+                    meta, "invalid", rollouts, warnings, error=message, started=started
+                )
+                raise InvalidInput(message, extra={"apply_id": apply_id})
+        return warnings
+
+    def _discard_staged(self, needed: Sequence[ServiceRollout]) -> None:
+        """Remove staged releases that never went live (and that no container runs)."""
+        for rollout in needed:
+            if rollout.target == rollout.committed:
+                continue
+            if rollout.target in self._replica_releases(rollout.service).values():
+                continue
+            rollout.store.remove(rollout.target)
+
+    def _roll_out(self, needed: Sequence[ServiceRollout], *, reload_all: bool = False) -> None:
         touched: list[tuple[ServiceRollout, Replica, str | None]] = []
         for rollout in needed:
             for replica, active in self._running_with_release(rollout.service):
-                if active == rollout.target:
+                # After a crash, a replica may point at the target without having been
+                # reloaded and gated: recovery reloads every replica.
+                if active == rollout.target and not reload_all:
                     continue
                 step = ReplicaStep(replica.name, active, rollout.target)
                 rollout.steps.append(step)

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from controller.db.grants import apply_service_grants
 from controller.db.migrate import upgrade_to_head
+from controller.domain.errors import MailyardError
 from controller.domain.tokens import bootstrap_admin_token
 from controller.engine.apply import ConfigEngine
 from controller.services.secret_files import write_secret
@@ -60,6 +61,12 @@ def prepare(
     # Renders every service; on a first start just commits the releases (no container
     # runs yet), otherwise rolls out whatever differs (new image, edited files) and
     # finishes or undoes an apply that a killed controller left in progress.
-    outcome = config.reconcile(trigger="startup")
+    # A failure here must not keep the API down (it is how settings get fixed): the
+    # services keep their committed releases, and the periodic reconcile retries.
+    try:
+        outcome = config.reconcile(trigger="startup")
+    except MailyardError as exc:
+        log.warning("start-up reconcile failed, services stay on their releases: %s", exc.message)
+        return
     if outcome is not None:
         log.info("start-up apply %s: %s", outcome["id"], outcome["status"])

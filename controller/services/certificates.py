@@ -103,3 +103,26 @@ def ensure_certificate(certs_dir: Path, hostname: str) -> bool:
     _write_atomic(target.key, key_pem, 0o600)
     _write_atomic(target.chain, cert_pem, 0o644)
     return True
+
+
+@dataclass(frozen=True)
+class CertificateSnapshot:
+    """The installed key and chain, to put back if a change that replaced them fails."""
+
+    key: bytes | None
+    chain: bytes | None
+
+
+def snapshot(certs_dir: Path) -> CertificateSnapshot:
+    target = paths(certs_dir)
+    return CertificateSnapshot(
+        key=target.key.read_bytes() if target.key.exists() else None,
+        chain=target.chain.read_bytes() if target.chain.exists() else None,
+    )
+
+
+def restore(certs_dir: Path, saved: CertificateSnapshot) -> None:
+    target = paths(certs_dir)
+    if saved.key is not None and saved.chain is not None:
+        _write_atomic(target.key, saved.key, 0o600)
+        _write_atomic(target.chain, saved.chain, 0o644)

@@ -153,6 +153,8 @@ class ReleaseStore:
         if self.path_of(name).is_dir():
             if not fresh_copy and not self.damage(name):
                 return name
+            if not fresh_copy and (repair := self._intact_copy(release.digest)):
+                return repair  # written by an earlier pass: reuse it, do not pile up copies
             name = f"{release.digest}.{secrets.token_hex(3)}"
         final = self.path_of(name)
         self.releases.mkdir(parents=True, exist_ok=True)
@@ -178,6 +180,12 @@ class ReleaseStore:
             shutil.rmtree(staging, ignore_errors=True)
             raise
         return name
+
+    def _intact_copy(self, digest: str) -> str | None:
+        for path in sorted(self.releases.glob(f"{digest}.*")):
+            if RELEASE_NAME.fullmatch(path.name) and not self.damage(path.name):
+                return path.name
+        return None
 
     def activate(self, name: str) -> None:
         """Point `current` at the release `name`, atomically."""

@@ -25,11 +25,16 @@ from controller.db.migrate import upgrade_to_head
 from controller.db.models import Mailbox
 from controller.db.session import make_engine, make_session_factory
 from controller.domain.tokens import issue_token
+from controller.engine.apply import ConfigEngine
 from controller.main import create_app
+from controller.settings import Settings
 
 PROBLEM_JSON = "application/problem+json"
 API = "/api/v1"
 DEFAULT_PASSWORD = "correct horse battery"
+# The database passwords the db container would generate; the templates need them.
+POSTFIX_DB_PASSWORD = "pf-secret-0123456789"
+DOVECOT_DB_PASSWORD = "dc-secret-9876543210"
 
 # Every table the API writes to, with the columns that make up its visible state.
 # api_tokens.last_used_at is left out: authenticating a request updates it by design.
@@ -46,6 +51,8 @@ _STATE_QUERIES = {
     "api_tokens": "SELECT id, key_id, secret_sha256, name, is_admin, read_only FROM api_tokens",
     "api_token_domains": "SELECT token_id, domain FROM api_token_domains",
     "system_state": "SELECT key, value FROM system_state",
+    "settings": "SELECT name, value FROM settings",
+    "config_applies": "SELECT id, trigger, status, changes, services FROM config_applies",
 }
 
 
@@ -85,11 +92,42 @@ def flushed() -> list[list[str]]:
 
 
 @pytest.fixture
-def app(sessions: sessionmaker[Session], flushed: list[list[str]]) -> FastAPI:
+def settings(tmp_path: Path) -> Settings:
+    """Process settings pointing every volume into tmp_path, with the database passwords
+    the templates need (as the db container writes them)."""
+    secrets_dir = tmp_path / "secrets"
+    secrets_dir.mkdir()
+    (secrets_dir / "db-postfix-password").write_text(POSTFIX_DB_PASSWORD + "\n")
+    (secrets_dir / "db-dovecot-password").write_text(DOVECOT_DB_PASSWORD + "\n")
+    return Settings(
+        hostname="mail.example.com",
+        relayhost="",
+        db_host="db",
+        db_name="mailyard",
+        dovecot_host="dovecot",
+        doveadm_port=8080,
+        secrets_dir=secrets_dir,
+        state_dir=tmp_path / "state",
+        config_dir=tmp_path / "config",
+        certs_dir=tmp_path / "certs",
+    )
+
+
+@pytest.fixture
+def config_engine(settings: Settings, sessions: sessionmaker[Session]) -> ConfigEngine:
+    """The apply pipeline without Docker (runtime=None), as in a controller without the
+    socket: it can render and plan, but refuses changes it cannot validate."""
+    return ConfigEngine(settings, sessions, runtime=None)
+
+
+@pytest.fixture
+def app(
+    sessions: sessionmaker[Session], flushed: list[list[str]], config_engine: ConfigEngine
+) -> FastAPI:
     def credentials_changed(addresses: Sequence[str]) -> None:
         flushed.append(list(addresses))
 
-    return create_app(sessions, credentials_changed)
+    return create_app(sessions, credentials_changed, config_engine)
 
 
 @pytest.fixture

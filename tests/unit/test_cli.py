@@ -13,9 +13,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from controller import cli
 from controller.db.models import Mailbox
 from controller.domain.errors import Unauthenticated
+from controller.domain.mail_settings import MIB, SETTING_NAMES
 from controller.domain.passwords import verify_password
+from controller.domain.setting_rows import load_stored, save_stored
 from controller.domain.tokens import authenticate
-from controller.settings import get_settings
+from controller.engine.apply import ConfigEngine
+from controller.settings import Settings, get_settings
 
 Run = Callable[..., tuple[int, str, str]]
 Stored = Callable[[str], Mailbox | None]
@@ -24,14 +27,18 @@ Stored = Callable[[str], Mailbox | None]
 @pytest.fixture
 def run(
     database_file: Path,
-    tmp_path: Path,
+    settings: Settings,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> Iterator[Run]:
     """Run `mailyard ARGS...` and return (exit code, stdout, stderr)."""
     monkeypatch.setenv("MAILYARD_DATABASE_URL", f"sqlite:///{database_file}")
-    monkeypatch.setenv("MAILYARD_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setenv("MAILYARD_SECRETS_DIR", str(tmp_path / "secrets"))
+    monkeypatch.setenv("MAILYARD_STATE_DIR", str(settings.state_dir))
+    monkeypatch.setenv("MAILYARD_SECRETS_DIR", str(settings.secrets_dir))
+    monkeypatch.setenv("MAILYARD_CONFIG_DIR", str(settings.config_dir))
+    monkeypatch.setenv("MAILYARD_CERTS_DIR", str(settings.certs_dir))
+    # Never the Docker engine of the machine running the tests: no containers here.
+    monkeypatch.setattr("controller.wiring.connect", lambda _project=None: None)
     # No Dovecot here: the credentials hook must find no replica to flush, not hang.
     monkeypatch.setenv("MAILYARD_DOVECOT_HOST", "dovecot.invalid")
     get_settings.cache_clear()
@@ -225,3 +232,122 @@ def test_admin_token_before_first_start(run: Run) -> None:
     assert code == 1
     assert out == ""
     assert "first start" in err
+
+
+def test_mailbox_add_without_quota_uses_the_default_quota_setting(
+    run: Run, stored_mailbox: Stored, sessions: sessionmaker[Session]
+) -> None:
+    assert run("domain", "add", "example.org")[0] == 0
+    stdin = "correct horse battery\n"
+    code, out, _ = run("mailbox", "add", "one@example.org", "--password-stdin", stdin=stdin)
+    assert code == 0
+    assert "(quota 1024 MiB)" in out
+    with sessions.begin() as session:
+        save_stored(session, {"default_quota_mb": 0})
+    assert run("mailbox", "add", "two@example.org", "--password-stdin", stdin=stdin)[0] == 0
+    one, two = stored_mailbox("one@example.org"), stored_mailbox("two@example.org")
+    assert one is not None
+    assert two is not None
+    assert (one.quota_mb, two.quota_mb) == (1024, 0)
+
+
+def test_settings_show(run: Run, sessions: sessionmaker[Session]) -> None:
+    with sessions.begin() as session:
+        save_stored(
+            session,
+            {
+                "message_size_limit": 10 * MIB,
+                "relayhost": "[smtp.example.net]:587",
+                "relayhost_username": "mailer",
+                "relayhost_password": "hunter2 secret",
+            },
+        )
+    code, out, _ = run("settings", "show", "--json")
+    assert code == 0
+    values = json.loads(out)
+    assert list(values) == list(SETTING_NAMES)
+    assert values["message_size_limit"] == 10 * MIB
+    assert values["relayhost_password"] == "********"
+    code, out, _ = run("settings", "show")
+    assert code == 0
+    assert f"message_size_limit = {10 * MIB}" in out.splitlines()
+    assert 'hostname = "mail.example.com"' in out.splitlines()
+    assert "hunter2" not in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("message_size_limit=1",), "message_size_limit"),
+        (("not_a_setting=1",), "is not a Mailyard setting"),
+        (("message_size_limit",), "is not NAME=VALUE"),
+        (("helo_restrictions=permit_mynetworks reject",), "helo_restrictions"),
+        # Valid, but without Docker nothing can check it: refused, nothing stored.
+        (("message_size_limit=10485760",), "Docker"),
+    ],
+)
+def test_settings_set_refusals_exit_2_and_store_nothing(
+    run: Run, sessions: sessionmaker[Session], args: tuple[str, ...], message: str
+) -> None:
+    code, out, err = run("settings", "set", *args)
+    assert code == 2
+    assert out == ""
+    assert err.startswith("mailyard: ")
+    assert message.lower() in err.lower()
+    with sessions() as session:
+        assert load_stored(session) == {}
+
+
+def test_settings_set_nothing_changed(run: Run) -> None:
+    code, out, _ = run(
+        "settings", "set", "message_size_limit=52428800", "--reset", "recipient_limit"
+    )
+    assert code == 0
+    assert out.strip() == "nothing changed"
+
+
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [
+        ("26214400", 26214400),
+        ("true", True),
+        ('["imap", "lmtp"]', ["imap", "lmtp"]),
+        ("127.0.0.0/8, 10.0.0.0/8", ["127.0.0.0/8", "10.0.0.0/8"]),
+        ("[smtp.example.net]:587", "[smtp.example.net]:587"),
+        (">=TLSv1.3", ">=TLSv1.3"),
+        ("4h", "4h"),
+    ],
+)
+def test_setting_values_on_the_command_line(raw: str, value: object) -> None:
+    assert cli._setting_value(raw) == value
+
+
+def test_config_plan_and_applies(
+    run: Run, settings: Settings, sessions: sessionmaker[Session]
+) -> None:
+    code, out, _ = run("config", "applies", "--json")
+    assert code == 0
+    assert json.loads(out) == []
+    # Before the first start nothing is committed: the plan says so and writes nothing.
+    code, out, _ = run("config", "plan")
+    assert code == 0
+    assert "postfix: running None" in out
+    assert "(changes pending)" in out
+    assert "+++ desired/postfix/main.cf" in out
+    assert not settings.config_dir.exists()
+    # After a start (with the command's own settings), everything is up to date.
+    ConfigEngine(get_settings(), sessions, runtime=None).reconcile(trigger="startup")
+    code, out, _ = run("config", "plan", "--json")
+    assert code == 0
+    plan = json.loads(out)
+    assert {name: service["changed"] for name, service in plan["services"].items()} == {
+        "dovecot": False,
+        "postfix": False,
+    }
+    code, out, _ = run("config", "plan")
+    assert out.count("(up to date)") == 2
+    code, out, _ = run("config", "applies", "--json")
+    assert [(row["actor"], row["status"]) for row in json.loads(out)] == [("startup", "succeeded")]
+    code, out, _ = run("config", "reconcile")
+    assert code == 0
+    assert out.strip() == "nothing changed"

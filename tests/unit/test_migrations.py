@@ -22,9 +22,11 @@ TABLES = {
     "aliases",
     "api_token_domains",
     "api_tokens",
+    "config_applies",
     "domains",
     "mailboxes",
     "relay_domains",
+    "settings",
     "system_state",
 }
 

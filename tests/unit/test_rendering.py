@@ -2,49 +2,46 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import stat
 from pathlib import Path
+from typing import Any
 
 import jinja2
 import pytest
 from pydantic import ValidationError
 
 from controller.domain.errors import InvalidInput
+from controller.domain.mail_settings import MIB, SETTING_NAMES, MailSettings, build
 from controller.engine.desired import desired_releases
 from controller.services import dovecot, postfix
 from controller.services.rendering import (
+    MANIFEST,
+    RELEASE_NAME,
     Release,
     ReleaseStore,
     RenderedFile,
     TemplateFile,
+    digest_of,
     render_release,
 )
 from controller.settings import Settings
 
+# Written into the secrets volume by the conftest `settings` fixture.
 POSTFIX_DB_PASSWORD = "pf-secret-0123456789"
 DOVECOT_DB_PASSWORD = "dc-secret-9876543210"
 
 
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    secrets_dir = tmp_path / "secrets"
-    secrets_dir.mkdir()
-    (secrets_dir / "db-postfix-password").write_text(POSTFIX_DB_PASSWORD + "\n")
-    (secrets_dir / "db-dovecot-password").write_text(DOVECOT_DB_PASSWORD + "\n")
-    return Settings(
-        hostname="mail.example.com",
-        relayhost="",
-        db_host="db",
-        db_name="mailyard",
-        dovecot_host="dovecot",
-        doveadm_port=8080,
-        secrets_dir=secrets_dir,
-        state_dir=tmp_path / "state",
-        config_dir=tmp_path / "config",
-        certs_dir=tmp_path / "certs",
-    )
+def _mail(settings: Settings, **stored: Any) -> MailSettings:
+    """The effective mail settings as the engine builds them: stored values over the
+    first-start defaults from the environment (MAILYARD_HOSTNAME, MAILYARD_RELAYHOST)."""
+    return build(stored, {"hostname": settings.hostname, "relayhost": settings.relayhost})
+
+
+def _desired(settings: Settings, **stored: Any) -> dict[str, Release]:
+    return desired_releases(settings, _mail(settings, **stored))
 
 
 def _files(release: Release) -> dict[str, str]:
@@ -73,7 +70,7 @@ def _doveadm_key(settings: Settings) -> str:
 
 # --- the desired releases ------------------------------------------------------------------
 def test_postfix_release_has_main_master_and_every_sql_map(settings: Settings) -> None:
-    files = _files(desired_releases(settings)[postfix.SERVICE])
+    files = _files(_desired(settings)[postfix.SERVICE])
     sql_files = {path for path in files if path.startswith("sql/")}
     assert {"main.cf", "master.cf"} <= set(files)
     assert len(sql_files) >= 9
@@ -84,7 +81,7 @@ def test_postfix_release_has_main_master_and_every_sql_map(settings: Settings) -
 
 
 def test_main_cf_trusts_only_the_container_itself(settings: Settings) -> None:
-    main = _postfix_settings(_files(desired_releases(settings)[postfix.SERVICE])["main.cf"])
+    main = _postfix_settings(_files(_desired(settings)[postfix.SERVICE])["main.cf"])
     # Docker gateways (172.16.0.0/12 and friends) must not be trusted to relay.
     assert main["mynetworks"] == "127.0.0.0/8"
     assert main["myhostname"] == "mail.example.com"
@@ -97,12 +94,12 @@ def test_main_cf_trusts_only_the_container_itself(settings: Settings) -> None:
 
 def test_relayhost_is_normalised_into_main_cf(settings: Settings) -> None:
     settings.relayhost = "[SMTP.Example.net]:587"
-    main = _postfix_settings(_files(desired_releases(settings)[postfix.SERVICE])["main.cf"])
+    main = _postfix_settings(_files(_desired(settings)[postfix.SERVICE])["main.cf"])
     assert main["relayhost"] == "[smtp.example.net]:587"
 
 
 def test_every_sql_map_is_complete(settings: Settings) -> None:
-    release = desired_releases(settings)[postfix.SERVICE]
+    release = _desired(settings)[postfix.SERVICE]
     maps = [item for item in release.files if item.path.startswith("sql/")]
     assert maps
     for item in maps:
@@ -121,14 +118,14 @@ def test_every_sql_map_is_complete(settings: Settings) -> None:
 
 
 def test_no_template_syntax_is_left_anywhere(settings: Settings) -> None:
-    for release in desired_releases(settings).values():
+    for release in _desired(settings).values():
         for path, text in _files(release).items():
             assert "{{" not in text, path
             assert "{%" not in text, path
 
 
 def test_dovecot_release(settings: Settings) -> None:
-    files = _files(desired_releases(settings)[dovecot.SERVICE])
+    files = _files(_desired(settings)[dovecot.SERVICE])
     assert set(files) == {"dovecot.conf", "dovecot-sql.conf.ext"}
     conf = files["dovecot.conf"]
     # Reloads must not cut open IMAP/POP3 sessions.
@@ -143,7 +140,7 @@ def test_dovecot_release(settings: Settings) -> None:
 
 
 def test_each_service_gets_only_its_own_secrets(settings: Settings) -> None:
-    releases = desired_releases(settings)
+    releases = _desired(settings)
     postfix_text = "".join(_files(releases[postfix.SERVICE]).values())
     dovecot_text = "".join(_files(releases[dovecot.SERVICE]).values())
     assert DOVECOT_DB_PASSWORD not in postfix_text
@@ -152,7 +149,7 @@ def test_each_service_gets_only_its_own_secrets(settings: Settings) -> None:
 
 
 def test_secret_bearing_files_are_not_world_readable(settings: Settings) -> None:
-    for release in desired_releases(settings).values():
+    for release in _desired(settings).values():
         for item in release.files:
             if POSTFIX_DB_PASSWORD.encode() in item.content or (
                 DOVECOT_DB_PASSWORD.encode() in item.content
@@ -163,31 +160,31 @@ def test_secret_bearing_files_are_not_world_readable(settings: Settings) -> None
 
 
 def test_rendering_is_deterministic(settings: Settings) -> None:
-    first = desired_releases(settings)
-    second = desired_releases(settings)
+    first = _desired(settings)
+    second = _desired(settings)
     for service in (postfix.SERVICE, dovecot.SERVICE):
         assert first[service].digest == second[service].digest
         assert _files(first[service]) == _files(second[service])
 
 
 def test_a_different_hostname_gives_a_different_digest(settings: Settings) -> None:
-    before = desired_releases(settings)
+    before = _desired(settings)
     settings.hostname = "mx.example.com"
-    after = desired_releases(settings)
+    after = _desired(settings)
     assert before[postfix.SERVICE].digest != after[postfix.SERVICE].digest
     assert before[dovecot.SERVICE].digest != after[dovecot.SERVICE].digest
     assert "myhostname = mx.example.com" in _files(after[postfix.SERVICE])["main.cf"]
 
 
 def test_a_new_database_password_gives_a_new_digest(settings: Settings) -> None:
-    before = desired_releases(settings)[postfix.SERVICE].digest
+    before = _desired(settings)[postfix.SERVICE].digest
     (settings.secrets_dir / "db-postfix-password").write_text("rotated-password\n")
-    assert desired_releases(settings)[postfix.SERVICE].digest != before
+    assert _desired(settings)[postfix.SERVICE].digest != before
 
 
 def test_idna_hostname_is_rendered_as_a_labels(settings: Settings) -> None:
     settings.hostname = "Mail.München.DE"
-    main = _postfix_settings(_files(desired_releases(settings)[postfix.SERVICE])["main.cf"])
+    main = _postfix_settings(_files(_desired(settings)[postfix.SERVICE])["main.cf"])
     assert main["myhostname"] == "mail.xn--mnchen-3ya.de"
 
 
@@ -219,16 +216,21 @@ def test_invalid_hostname_is_refused_before_anything_is_written(
 
 @pytest.mark.parametrize("relayhost", ["smtp.example.net\nmynetworks = 0.0.0.0/0", "192.0.2.1"])
 def test_invalid_relayhost_is_refused(settings: Settings, relayhost: str) -> None:
-    settings.relayhost = relayhost
+    # From the environment (MAILYARD_RELAYHOST, the default until the setting is stored)
+    with pytest.raises(ValidationError) as env_error:
+        settings.relayhost = relayhost
+    assert "MAILYARD_RELAYHOST" in str(env_error.value)
+    # ... or stored through the API: nothing is rendered with it either way.
+    settings.relayhost = ""
     with pytest.raises(InvalidInput) as info:
-        desired_releases(settings)
-    assert "MAILYARD_RELAYHOST" in info.value.message
+        _desired(settings, relayhost=relayhost)
+    assert info.value.message.startswith("relayhost: "), info.value.message
 
 
 def test_missing_database_secret_is_an_error(settings: Settings) -> None:
     (settings.secrets_dir / "db-dovecot-password").unlink()
     with pytest.raises(FileNotFoundError):
-        desired_releases(settings)
+        _desired(settings)
 
 
 # --- StrictUndefined -----------------------------------------------------------------------
@@ -263,7 +265,10 @@ def _release(text: str, name: str = "svc") -> Release:
 def test_write_stores_files_with_their_modes(tmp_path: Path) -> None:
     store = ReleaseStore(tmp_path / "svc")
     release = _release("one")
-    path = store.write(release)
+    name = store.write(release)
+    assert name == release.digest
+    assert RELEASE_NAME.match(name)
+    path = store.path_of(name)
     assert path == tmp_path / "svc" / "releases" / release.digest
     assert (path / "main.conf").read_text() == "one"
     assert stat.S_IMODE((path / "main.conf").stat().st_mode) == 0o644
@@ -275,11 +280,23 @@ def test_write_stores_files_with_their_modes(tmp_path: Path) -> None:
     assert [p.name for p in store.releases.iterdir()] == [release.digest]
 
 
+def test_write_records_a_manifest_of_every_file(tmp_path: Path) -> None:
+    store = ReleaseStore(tmp_path / "svc")
+    release = _release("one")
+    path = store.path_of(store.write(release))
+    manifest = json.loads((path / MANIFEST).read_text())
+    assert manifest["digest"] == release.digest
+    assert set(manifest["files"]) == {"main.conf", "sql/secret.cf"}
+    assert store.damage(release.digest) == []
+    # The manifest is bookkeeping, not part of the release's files.
+    assert MANIFEST not in store.read(release.digest)
+
+
 def test_write_is_idempotent(tmp_path: Path) -> None:
     store = ReleaseStore(tmp_path / "svc")
     release = _release("one")
     first = store.write(release)
-    marker = first / "main.conf"
+    marker = store.path_of(first) / "main.conf"
     os.utime(marker, (1_000_000, 1_000_000))
     second = store.write(_release("one"))
     assert second == first
@@ -302,8 +319,70 @@ def test_failed_write_leaves_no_partial_release(tmp_path: Path) -> None:
     assert not store.path_of(broken.digest).exists()
 
 
+@pytest.mark.parametrize(
+    ("vandalise", "expected"),
+    [
+        (
+            lambda path: (path / "main.conf").write_text("mynetworks = 0.0.0.0/0"),
+            "main.conf was edited by hand",
+        ),
+        (lambda path: (path / "sql" / "secret.cf").unlink(), "sql/secret.cf is missing"),
+        (lambda path: (path / "extra.cf").write_text("x"), "extra.cf was added by hand"),
+        (lambda path: (path / MANIFEST).unlink(), "has no readable manifest"),
+        (lambda path: (path / MANIFEST).write_text("{not json"), "has no readable manifest"),
+    ],
+    ids=["edited", "missing", "added", "no-manifest", "bad-manifest"],
+)
+def test_damage_reports_what_was_changed_by_hand(
+    tmp_path: Path, vandalise: Any, expected: str
+) -> None:
+    store = ReleaseStore(tmp_path / "svc")
+    name = store.write(_release("one"))
+    assert store.damage(name) == []
+    vandalise(store.path_of(name))
+    problems = store.damage(name)
+    assert len(problems) == 1
+    assert expected in problems[0]
+
+
+def test_a_damaged_release_is_never_repaired_in_place(tmp_path: Path) -> None:
+    store = ReleaseStore(tmp_path / "svc")
+    release = _release("one")
+    name = store.write(release)
+    edited = store.path_of(name) / "main.conf"
+    edited.write_text("edited")
+    # Writing the same release again leaves the edited copy alone (a daemon may be
+    # reading it) and writes a fresh copy under a suffixed name.
+    fresh = store.write(release)
+    assert fresh != name
+    assert re.fullmatch(rf"{release.digest}\.[0-9a-z]{{6}}", fresh)
+    assert RELEASE_NAME.match(fresh)
+    assert digest_of(fresh) == release.digest
+    assert edited.read_text() == "edited"
+    assert (store.path_of(fresh) / "main.conf").read_text() == "one"
+    assert store.damage(fresh) == []
+    # An intact copy is reused unless a fresh copy is asked for.
+    two = _release("two")
+    first_two = store.write(two)
+    assert store.write(two) == first_two
+    forced = store.write(two, fresh_copy=True)
+    assert forced != first_two
+    assert digest_of(forced) == two.digest
+    assert store.damage(forced) == []
+    assert store.read(forced) == store.read(first_two)
+
+
+def test_digest_of_a_release_name() -> None:
+    assert digest_of("0123456789abcdef0123") == "0123456789abcdef0123"
+    assert digest_of("0123456789abcdef0123.a1b2c3") == "0123456789abcdef0123"
+    assert RELEASE_NAME.match("0123456789abcdef0123.a1b2c3")
+    for bad in ("../../etc", "0123456789abcdef0123.", "0123456789abcdef012", "current"):
+        assert not RELEASE_NAME.match(bad), bad
+
+
 def test_activate_points_current_at_the_release(tmp_path: Path) -> None:
     store = ReleaseStore(tmp_path / "svc")
+    assert store.current_name() is None
     assert store.current_digest() is None
     one, two = _release("one"), _release("two")
     store.write(one)
@@ -314,23 +393,36 @@ def test_activate_points_current_at_the_release(tmp_path: Path) -> None:
     # Relative, so it resolves inside any container that mounts the volume elsewhere.
     assert os.readlink(link) == f"releases/{one.digest}"
     assert (link / "main.conf").read_text() == "one"
-    assert store.current_digest() == one.digest
+    assert store.current_name() == one.digest
     store.activate(two.digest)
     assert os.readlink(link) == f"releases/{two.digest}"
     assert (link / "main.conf").read_text() == "two"
-    assert store.current_digest() == two.digest
+    assert store.current_name() == two.digest
     # The switch goes through a temporary link renamed over `current`: none is left.
     assert sorted(p.name for p in (tmp_path / "svc").iterdir()) == ["current", "releases"]
 
 
-def test_activate_unknown_digest_raises_and_keeps_current(tmp_path: Path) -> None:
+def test_activate_a_repair_copy(tmp_path: Path) -> None:
+    store = ReleaseStore(tmp_path / "svc")
+    release = _release("one")
+    name = store.write(release)
+    (store.path_of(name) / "main.conf").write_text("edited")
+    fresh = store.write(release)
+    store.activate(fresh)
+    assert store.current_name() == fresh
+    assert store.current_digest() == release.digest
+    assert (tmp_path / "svc" / "current" / "main.conf").read_text() == "one"
+
+
+def test_activate_unknown_or_malformed_name_raises_and_keeps_current(tmp_path: Path) -> None:
     store = ReleaseStore(tmp_path / "svc")
     one = _release("one")
     store.write(one)
     store.activate(one.digest)
-    with pytest.raises(FileNotFoundError):
-        store.activate("0" * 20)
-    assert store.current_digest() == one.digest
+    for bad in ("0" * 20, "../releases/" + one.digest, ""):
+        with pytest.raises(FileNotFoundError):
+            store.activate(bad)
+    assert store.current_name() == one.digest
     assert (tmp_path / "svc" / "current" / "main.conf").read_text() == "one"
 
 
@@ -345,9 +437,9 @@ def test_read_returns_the_release_contents(tmp_path: Path) -> None:
 
 
 def test_read_of_a_real_desired_release(settings: Settings) -> None:
-    release = desired_releases(settings)[postfix.SERVICE]
+    release = _desired(settings)[postfix.SERVICE]
     store = ReleaseStore(settings.config_dir / postfix.SERVICE)
-    path = store.write(release)
+    path = store.path_of(store.write(release))
     assert store.read(release.digest) == {item.path: item.content for item in release.files}
     for item in release.files:
         assert stat.S_IMODE((path / item.path).stat().st_mode) == item.mode
@@ -367,21 +459,243 @@ def test_digest_depends_on_content_and_mode(tmp_path: Path) -> None:
     assert loose.digest != base.digest
 
 
+def test_remove_deletes_a_release_but_never_the_committed_one(tmp_path: Path) -> None:
+    store = ReleaseStore(tmp_path / "svc")
+    one, two = _release("one"), _release("two")
+    store.write(one)
+    store.write(two)
+    store.activate(one.digest)
+    store.remove(one.digest)
+    assert store.path_of(one.digest).is_dir()
+    store.remove(two.digest)
+    assert not store.path_of(two.digest).exists()
+    # Names that are not release names are ignored, never resolved as paths.
+    outside = tmp_path / "svc" / "keep"
+    outside.mkdir()
+    store.remove("../keep")
+    assert outside.is_dir()
+
+
+def _written(store: ReleaseStore, count: int) -> list[Release]:
+    releases = [_release(f"r{index}") for index in range(count)]
+    for age, release in enumerate(releases):
+        path = store.path_of(store.write(release))
+        os.utime(path, (1_000_000 + age, 1_000_000 + age))
+    return releases
+
+
 def test_prune_keeps_current_and_the_newest(tmp_path: Path) -> None:
     store = ReleaseStore(tmp_path / "svc")
-    releases = [_release(f"r{index}") for index in range(6)]
-    for age, release in enumerate(releases):
-        path = store.write(release)
-        os.utime(path, (1_000_000 + age, 1_000_000 + age))
+    releases = _written(store, 6)
     store.activate(releases[0].digest)  # the oldest one is in service
     store.prune(keep=2)
     kept = {path.name for path in store.releases.iterdir()}
     assert kept == {releases[0].digest, releases[5].digest, releases[4].digest}
-    assert store.current_digest() == releases[0].digest
+    assert store.current_name() == releases[0].digest
     assert (tmp_path / "svc" / "current" / "main.conf").read_text() == "r0"
+
+
+def test_prune_keeps_releases_in_use_by_a_replica(tmp_path: Path) -> None:
+    store = ReleaseStore(tmp_path / "svc")
+    releases = _written(store, 6)
+    store.activate(releases[5].digest)
+    # A replica still runs an old release (its own `active` link): it must survive.
+    store.prune(keep=1, in_use=frozenset({releases[1].digest}))
+    kept = {path.name for path in store.releases.iterdir()}
+    assert kept == {releases[5].digest, releases[4].digest, releases[1].digest}
 
 
 def test_prune_without_releases_does_nothing(tmp_path: Path) -> None:
     store = ReleaseStore(tmp_path / "svc")
     store.prune()
     assert not (tmp_path / "svc").exists()
+
+
+# --- the yesno filter ----------------------------------------------------------------------
+def test_yesno_renders_only_real_booleans(tmp_path: Path) -> None:
+    service_dir = tmp_path / "svc"
+    service_dir.mkdir()
+    (service_dir / "x.conf.j2").write_text("flag = {{ value | yesno }}\n")
+    files = [TemplateFile("x.conf.j2", "x.conf")]
+    assert render_release(tmp_path, "svc", files, {"value": True}).files[0].content == (
+        b"flag = yes\n"
+    )
+    assert render_release(tmp_path, "svc", files, {"value": False}).files[0].content == (
+        b"flag = no\n"
+    )
+    # A string "no" is truthy: the filter refuses it instead of rendering "yes".
+    for value in ("no", 0, None):
+        with pytest.raises(TypeError, match="yesno expects a bool"):
+            render_release(tmp_path, "svc", files, {"value": value})
+
+
+# --- every mail setting reaches its file ---------------------------------------------------
+EVERY_SETTING_CHANGED: dict[str, Any] = {
+    "hostname": "mx.example.net",
+    "origin": "example.net",
+    "mynetworks": ["127.0.0.0/8", "192.0.2.0/24", "198.51.100.7/32"],
+    "message_size_limit": 10 * MIB,
+    "recipient_limit": 42,
+    "recipient_overshoot_limit": 420,
+    "helo_required": False,
+    "strict_rfc821_envelopes": False,
+    "disable_vrfy_command": False,
+    "helo_restrictions": ["permit_mynetworks", "reject_non_fqdn_helo_hostname"],
+    "sender_restrictions": ["reject_unknown_sender_domain", "permit"],
+    "recipient_restrictions": ["reject_rbl_client", "zen.spamhaus.org=127.0.0.[2..11]"],
+    "delay_warning_time": "2h",
+    "maximal_queue_lifetime": "3d",
+    "bounce_queue_lifetime": "1d",
+    "minimal_backoff_time": "10m",
+    "maximal_backoff_time": "2h",
+    "tls_server_protocols": ">=TLSv1.3",
+    "tls_server_ciphers": "high",
+    "tls_server_mandatory_ciphers": "medium",
+    "tls_client_protocols": ">=TLSv1.3",
+    "tls_client_ciphers": "high",
+    "tls_client_security_level": "encrypt",
+    "relayhost": "[smtp.example.net]:587",
+    "relayhost_username": "mailer@example.net",
+    "relayhost_password": "pa55 word!",
+    "postscreen_greet_action": "drop",
+    "postscreen_blacklist_action": "enforce",
+    "postscreen_pipelining_enable": True,
+    "postscreen_non_smtp_command_enable": True,
+    "postscreen_bare_newline_enable": True,
+    "dovecot_protocols": ["imap", "lmtp"],
+    "login_process_limit": 77,
+    "mail_process_limit": 777,
+    "max_userip_connections": 7,
+    "smtp_listen_address": "192.0.2.10",
+}
+# Settings that change no file (they act in the controller itself).
+NOT_RENDERED = {"default_quota_mb"}
+
+
+def _dovecot_blocks(conf: str) -> dict[str, str]:
+    """The body of each top-level `service X {` / `protocol X {` block."""
+    return {
+        match.group(1): match.group(2)
+        for match in re.finditer(r"^((?:service|protocol) [\w-]+) \{\n(.*?)^\}", conf, re.M | re.S)
+    }
+
+
+def test_every_setting_reaches_main_cf_master_cf_or_dovecot_conf(settings: Settings) -> None:
+    # Every setting differs from its default here, so a setting the templates forget
+    # (or a new one without a line below) fails this test.
+    defaults = MailSettings()
+    assert set(EVERY_SETTING_CHANGED) | NOT_RENDERED == set(SETTING_NAMES)
+    for name, value in EVERY_SETTING_CHANGED.items():
+        assert value != getattr(defaults, name), name
+
+    releases = _desired(settings, **EVERY_SETTING_CHANGED)
+    postfix_files = _files(releases[postfix.SERVICE])
+    main = _postfix_settings(postfix_files["main.cf"])
+    assert main["myhostname"] == "mx.example.net"
+    assert main["myorigin"] == "example.net"
+    assert main["mynetworks"] == "127.0.0.0/8, 192.0.2.0/24, 198.51.100.7/32"
+    assert main["message_size_limit"] == str(10 * MIB)
+    assert main["smtpd_recipient_limit"] == "42"
+    assert main["smtpd_recipient_overshoot_limit"] == "420"
+    assert main["smtpd_helo_required"] == "no"
+    assert main["strict_rfc821_envelopes"] == "no"
+    assert main["disable_vrfy_command"] == "no"
+    assert main["smtpd_helo_restrictions"] == "permit_mynetworks, reject_non_fqdn_helo_hostname"
+    assert main["smtpd_sender_restrictions"] == "reject_unknown_sender_domain, permit"
+    # Mailyard's own checks stay around the configurable list.
+    assert main["smtpd_recipient_restrictions"] == (
+        "reject_rbl_client, zen.spamhaus.org=127.0.0.[2..11], "
+        "check_policy_service inet:dovecot:12340"
+    )
+    assert main["smtpd_relay_restrictions"] == (
+        "permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination"
+    )
+    assert main["delay_warning_time"] == "2h"
+    assert main["maximal_queue_lifetime"] == "3d"
+    assert main["bounce_queue_lifetime"] == "1d"
+    assert main["minimal_backoff_time"] == "10m"
+    assert main["maximal_backoff_time"] == "2h"
+    assert main["smtpd_tls_protocols"] == ">=TLSv1.3"
+    assert main["smtpd_tls_mandatory_protocols"] == ">=TLSv1.3"
+    assert main["smtpd_tls_ciphers"] == "high"
+    assert main["smtpd_tls_mandatory_ciphers"] == "medium"
+    assert main["smtp_tls_protocols"] == ">=TLSv1.3"
+    assert main["smtp_tls_mandatory_protocols"] == ">=TLSv1.3"
+    assert main["smtp_tls_ciphers"] == "high"
+    assert main["smtp_tls_security_level"] == "encrypt"
+    assert main["relayhost"] == "[smtp.example.net]:587"
+    assert main["smtp_sasl_auth_enable"] == "yes"
+    assert main["smtp_sasl_password_maps"] == "texthash:$config_directory/relay_passwords"
+    assert main["postscreen_greet_action"] == "drop"
+    assert main["postscreen_blacklist_action"] == "enforce"
+    assert main["postscreen_pipelining_enable"] == "yes"
+    assert main["postscreen_non_smtp_command_enable"] == "yes"
+    assert main["postscreen_bare_newline_enable"] == "yes"
+    # The password is only in relay_passwords, never in main.cf.
+    assert "pa55 word!" not in postfix_files["main.cf"]
+    assert postfix_files["relay_passwords"] == (
+        "[smtp.example.net]:587 mailer@example.net:pa55 word!\n"
+    )
+
+    master = postfix_files["master.cf"]
+    for service in ("smtp", "submission", "submissions"):
+        assert re.search(rf"^192\.0\.2\.10:{service}\s+inet\s", master, re.M), service
+
+    conf = _files(releases[dovecot.SERVICE])["dovecot.conf"]
+    assert re.search(r"^protocols = imap lmtp$", conf, re.M)
+    assert re.search(r"^hostname = mx\.example\.net$", conf, re.M)
+    assert re.search(r"^ssl_min_protocol = TLSv1\.3$", conf, re.M)
+    blocks = _dovecot_blocks(conf)
+    for login in ("imap-login", "pop3-login", "managesieve-login"):
+        assert "  process_limit = 77\n" in blocks[f"service {login}"], login
+    for mail in ("imap", "pop3"):
+        assert "  process_limit = 777\n" in blocks[f"service {mail}"], mail
+    assert "  mail_max_userip_connections = 7\n" in blocks["protocol imap"]
+    assert "  postmaster_address = postmaster@mx.example.net\n" in blocks["protocol lmtp"]
+
+
+def test_defaults_render_as_documented(settings: Settings) -> None:
+    releases = _desired(settings)
+    files = _files(releases[postfix.SERVICE])
+    main = _postfix_settings(files["main.cf"])
+    assert main["myorigin"] == "$myhostname"
+    assert main["message_size_limit"] == str(50 * MIB)
+    assert main["smtpd_helo_required"] == "yes"
+    assert main["disable_vrfy_command"] == "yes"
+    assert main["postscreen_pipelining_enable"] == "no"
+    assert main["smtpd_tls_protocols"] == ">=TLSv1.2"
+    assert "smtp_sasl_auth_enable" not in main
+    # Without a listen address every port binds all addresses.
+    assert re.search(r"^smtp\s+inet\s", files["master.cf"], re.M)
+    conf = _files(releases[dovecot.SERVICE])["dovecot.conf"]
+    assert re.search(r"^protocols = imap pop3 lmtp sieve$", conf, re.M)
+    assert re.search(r"^ssl_min_protocol = TLSv1\.2$", conf, re.M)
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [{}, {"relayhost": "[smtp.example.net]:587"}],
+    ids=["no-relayhost", "relayhost-without-credentials"],
+)
+def test_relay_passwords_has_a_line_only_with_credentials(
+    settings: Settings, stored: dict[str, Any]
+) -> None:
+    release = _desired(settings, **stored)[postfix.SERVICE]
+    relay = next(item for item in release.files if item.path == "relay_passwords")
+    assert relay.content.strip() == b""
+    assert relay.mode == 0o640
+    assert relay.gid == postfix.POSTFIX_GID
+    assert "smtp_sasl_auth_enable" not in _files(release)["main.cf"]
+
+
+def test_relay_passwords_is_written_0640(settings: Settings) -> None:
+    credentials = {
+        "relayhost": "[smtp.example.net]:587",
+        "relayhost_username": "mailer",
+        "relayhost_password": "s3cret pass",
+    }
+    release = _desired(settings, **credentials)[postfix.SERVICE]
+    store = ReleaseStore(settings.config_dir / postfix.SERVICE)
+    path = store.path_of(store.write(release)) / "relay_passwords"
+    assert path.read_text().splitlines() == ["[smtp.example.net]:587 mailer:s3cret pass"]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640

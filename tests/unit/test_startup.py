@@ -12,9 +12,12 @@ from pydantic import ValidationError
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from controller.db.models import ApiToken
+from controller.db.models import ApiToken, ConfigApply
 from controller.domain.errors import Unauthenticated
+from controller.domain.mail_settings import MIB
+from controller.domain.setting_rows import save_stored
 from controller.domain.tokens import authenticate
+from controller.engine.apply import ConfigEngine
 from controller.engine.startup import ADMIN_TOKEN_FILE, prepare
 from controller.services import dovecot, postfix
 from controller.settings import Settings
@@ -38,6 +41,11 @@ def settings(tmp_path: Path, database_file: Path) -> Settings:
     )
 
 
+def _start(settings: Settings, engine: Engine, sessions: sessionmaker[Session]) -> None:
+    """A start of `mailyard serve` without the Docker socket (no container to reload)."""
+    prepare(settings, engine, sessions, ConfigEngine(settings, sessions, runtime=None))
+
+
 def _token_count(sessions: sessionmaker[Session]) -> int:
     with sessions() as session:
         return int(session.scalar(select(func.count()).select_from(ApiToken)) or 0)
@@ -52,7 +60,7 @@ def _san(certs_dir: Path) -> list[str]:
 def test_first_start_prepares_everything(
     settings: Settings, engine: Engine, sessions: sessionmaker[Session]
 ) -> None:
-    prepare(settings, engine, sessions)
+    _start(settings, engine, sessions)
     token_file = settings.state_dir / ADMIN_TOKEN_FILE
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
     with sessions() as session:
@@ -71,11 +79,11 @@ def test_first_start_prepares_everything(
 def test_second_start_issues_no_new_token(
     settings: Settings, engine: Engine, sessions: sessionmaker[Session]
 ) -> None:
-    prepare(settings, engine, sessions)
+    _start(settings, engine, sessions)
     token_file = settings.state_dir / ADMIN_TOKEN_FILE
     first_secret = token_file.read_text()
     current = os.readlink(settings.config_dir / "postfix" / "current")
-    prepare(settings, engine, sessions)
+    _start(settings, engine, sessions)
     assert token_file.read_text() == first_secret
     assert _token_count(sessions) == 1
     assert os.readlink(settings.config_dir / "postfix" / "current") == current
@@ -84,13 +92,13 @@ def test_second_start_issues_no_new_token(
 def test_revoked_first_token_does_not_come_back(
     settings: Settings, engine: Engine, sessions: sessionmaker[Session]
 ) -> None:
-    prepare(settings, engine, sessions)
+    _start(settings, engine, sessions)
     secret = (settings.state_dir / ADMIN_TOKEN_FILE).read_text().strip()
     with sessions() as session:
         for token in session.scalars(select(ApiToken)):
             session.delete(token)
         session.commit()
-    prepare(settings, engine, sessions)
+    _start(settings, engine, sessions)
     assert _token_count(sessions) == 0
     with sessions() as session, pytest.raises(Unauthenticated):
         authenticate(session, secret)
@@ -102,7 +110,7 @@ def test_idna_hostname_starts_and_gets_a_matching_certificate(
     # Rendering accepts an internationalised MAILYARD_HOSTNAME (as A-labels); the
     # certificate must name the same host, or the controller cannot start at all.
     settings.hostname = "mail.münchen.de"
-    prepare(settings, engine, sessions)
+    _start(settings, engine, sessions)
     assert _san(settings.certs_dir) == ["mail.xn--mnchen-3ya.de"]
 
 
@@ -113,15 +121,64 @@ def test_invalid_hostname_leaves_no_certificate_behind(
     with pytest.raises(ValidationError):
         settings.hostname = "mail_server.example.com"
     assert not settings.certs_dir.exists()
-    prepare(settings, engine, sessions)
+    _start(settings, engine, sessions)
     assert _san(settings.certs_dir) == ["mail.example.com"]
 
 
 def test_changed_hostname_replaces_our_self_signed_certificate(
     settings: Settings, engine: Engine, sessions: sessionmaker[Session]
 ) -> None:
-    prepare(settings, engine, sessions)
+    _start(settings, engine, sessions)
     assert _san(settings.certs_dir) == ["mail.example.com"]
     settings.hostname = "mx.example.net"
-    prepare(settings, engine, sessions)
+    _start(settings, engine, sessions)
     assert _san(settings.certs_dir) == ["mx.example.net"]
+
+
+def _applies(sessions: sessionmaker[Session]) -> list[tuple[str, str]]:
+    with sessions() as session:
+        return [
+            (record.trigger, record.status)
+            for record in session.scalars(select(ConfigApply).order_by(ConfigApply.id))
+        ]
+
+
+def test_first_start_records_one_apply_and_a_restart_none(
+    settings: Settings, engine: Engine, sessions: sessionmaker[Session]
+) -> None:
+    _start(settings, engine, sessions)
+    assert _applies(sessions) == [("startup", "succeeded")]
+    _start(settings, engine, sessions)
+    assert _applies(sessions) == [("startup", "succeeded")]
+
+
+def test_stored_settings_win_over_the_environment_at_start(
+    settings: Settings, engine: Engine, sessions: sessionmaker[Session]
+) -> None:
+    # MAILYARD_HOSTNAME is only the default: a hostname set through the API stays.
+    with sessions.begin() as session:
+        save_stored(session, {"hostname": "mx.example.net", "message_size_limit": 10 * MIB})
+    _start(settings, engine, sessions)
+    main_cf = (settings.config_dir / "postfix" / "current" / "main.cf").read_text()
+    assert "\nmyhostname = mx.example.net\n" in main_cf
+    assert f"\nmessage_size_limit = {10 * MIB}\n" in main_cf
+    assert _san(settings.certs_dir) == ["mx.example.net"]
+
+
+def test_start_replaces_a_hand_edited_release_with_a_fresh_copy(
+    settings: Settings, engine: Engine, sessions: sessionmaker[Session]
+) -> None:
+    _start(settings, engine, sessions)
+    current = settings.config_dir / "postfix" / "current"
+    committed = os.readlink(current).rsplit("/", 1)[-1]
+    edited = current / "main.cf"
+    original = edited.read_text()
+    edited.write_text(original + "mynetworks = 0.0.0.0/0\n")
+    _start(settings, engine, sessions)
+    repaired = os.readlink(current).rsplit("/", 1)[-1]
+    assert repaired.startswith(committed + ".")
+    assert (current / "main.cf").read_text() == original
+    # The edited copy is left alone (a daemon may still read it), not repaired in place.
+    release_dir = settings.config_dir / "postfix" / "releases" / committed
+    assert "0.0.0.0/0" in (release_dir / "main.cf").read_text()
+    assert _applies(sessions)[-1] == ("startup", "succeeded")
