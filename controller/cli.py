@@ -76,6 +76,7 @@ def cmd_serve(settings: Settings, _args: argparse.Namespace) -> int:
 
     from controller.db.session import make_engine, make_session_factory
     from controller.engine.apply import start_reconcile_loop
+    from controller.engine.certificates import CertificateManager
     from controller.engine.startup import prepare
     from controller.main import create_app
     from controller.wiring import config_engine, configure_logging, credentials_changed_hook
@@ -86,9 +87,27 @@ def cmd_serve(settings: Settings, _args: argparse.Namespace) -> int:
     config = config_engine(settings, sessions)
     prepare(settings, engine, sessions, config)
     start_reconcile_loop(config, settings.reconcile_interval)
-    app = create_app(sessions, credentials_changed_hook(settings), config)
+    manager = CertificateManager(settings, config, config.runtime)
+    manager.start_scheduler()
+    _serve_port_80(settings, manager, config)
+    app = create_app(sessions, credentials_changed_hook(settings), config, manager)
     uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_level=settings.log_level)
     return 0
+
+
+def _serve_port_80(settings: Settings, manager: Any, config: Any) -> None:
+    """The ACME challenge responder (and HTTPS redirect) on port 80, in a thread."""
+    import threading
+
+    import uvicorn
+
+    from controller.api.responder import responder_app
+
+    app = responder_app(manager.challenges, lambda: config.current_settings().hostname)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=settings.api_host, port=settings.http_port, log_level="warning")
+    )
+    threading.Thread(target=server.run, name="port-80", daemon=True).start()
 
 
 def cmd_healthcheck(settings: Settings, _args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ from controller.api import problems
 from controller.api.routes import (
     alias_domains,
     aliases,
+    certificates,
     domains,
     health,
     mailboxes,
@@ -20,6 +21,7 @@ from controller.api.routes import (
     tokens,
 )
 from controller.engine.apply import ConfigEngine
+from controller.engine.certificates import CertificateManager
 
 API_PREFIX = "/api/v1"
 
@@ -28,6 +30,7 @@ def create_app(
     sessions: sessionmaker[Session],
     credentials_changed: Callable[[Sequence[str]], None],
     config: ConfigEngine,
+    certificate_manager: CertificateManager | None = None,
 ) -> FastAPI:
     """Build the app around a session factory and the credentials-changed hook.
 
@@ -44,9 +47,21 @@ def create_app(
     app.state.sessions = sessions
     app.state.credentials_changed = credentials_changed
     app.state.config = config
+    app.state.certificates = certificate_manager or CertificateManager(
+        config.settings, config, config.runtime
+    )
     problems.install(app)
     api = APIRouter(prefix=API_PREFIX, responses=problems.ERROR_RESPONSES)
-    for module in (domains, mailboxes, aliases, alias_domains, relay_domains, tokens, settings):
+    for module in (
+        domains,
+        mailboxes,
+        aliases,
+        alias_domains,
+        relay_domains,
+        tokens,
+        settings,
+        certificates,
+    ):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(health.router)

@@ -15,6 +15,9 @@ import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from email_validator import EmailNotValidError, validate_email
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -46,6 +49,9 @@ ClientTlsLevel = Literal["may", "encrypt", "dane", "verify", "secure"]
 PostscreenAction = Literal["ignore", "enforce", "drop"]
 
 DEFAULT_HOSTNAME = "mail.example.com"
+LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
+AcmeKeyType = Literal["ecdsa-p256", "rsa-2048", "rsa-3072", "rsa-4096"]
+_URL = re.compile(r"https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/%+-]*)?")
 
 
 def duration_seconds(value: str) -> int:
@@ -264,6 +270,34 @@ class MailSettings(BaseModel):
         description="IMAP connections one user may open from one IP address.",
     )
 
+    # --- Certificates (ACME) ----------------------------------------------------------------
+    acme_enabled: bool = Field(
+        default=False,
+        description="Get and renew the certificate from an ACME CA (HTTP-01 on port 80). "
+        "Off: a self-signed certificate (or one uploaded as custom).",
+    )
+    acme_directory_url: str = Field(
+        default=LETS_ENCRYPT,
+        description="ACME directory: Let's Encrypt production by default; staging is "
+        "https://acme-staging-v02.api.letsencrypt.org/directory; any RFC 8555 CA works.",
+    )
+    acme_contact_email: str = Field(
+        default="", description="Contact address given to the CA for expiry notices."
+    )
+    acme_ca_bundle: str = Field(
+        default="",
+        description="Extra CA certificates (PEM) to trust for the directory's HTTPS, for a "
+        "private CA; the system CAs stay trusted.",
+    )
+    acme_key_type: AcmeKeyType = Field(
+        default="ecdsa-p256", description="Key of the certificate: ECDSA P-256 or RSA."
+    )
+    certificate_extra_names: list[str] = Field(
+        default=[],
+        description="Names the certificate covers besides the hostname, e.g. "
+        "autoconfig.example.org; each must reach this host on port 80.",
+    )
+
     # --- Listeners (inside the container) -----------------------------------------------
     smtp_listen_address: str = Field(
         default="",
@@ -348,6 +382,49 @@ class MailSettings(BaseModel):
         if "lmtp" not in values:
             raise ValueError("lmtp must stay enabled: Postfix delivers mail to Dovecot by LMTP")
         return sorted(set(values), key=["imap", "pop3", "lmtp", "sieve"].index)
+
+    @field_validator("acme_directory_url")
+    @classmethod
+    def _directory(cls, value: str) -> str:
+        if len(value) > 2048 or not _URL.fullmatch(value):
+            raise ValueError(
+                f"{value!r} is not an https:// URL of an ACME directory (letters, digits "
+                "and . _ ~ / % + - only)"
+            )
+        return value
+
+    @field_validator("acme_contact_email")
+    @classmethod
+    def _contact(cls, value: str) -> str:
+        if not value:
+            return ""
+        try:
+            return validate_email(value, check_deliverability=False).normalized
+        except EmailNotValidError as exc:
+            raise ValueError(f"{value!r} is not an e-mail address: {exc}") from exc
+
+    @field_validator("acme_ca_bundle")
+    @classmethod
+    def _bundle(cls, value: str) -> str:
+        if not value.strip():
+            return ""
+        try:
+            certificates = x509.load_pem_x509_certificates(value.encode("ascii"))
+        except (ValueError, UnicodeError) as exc:
+            raise ValueError("acme_ca_bundle must be PEM certificates only") from exc
+        return "".join(
+            item.public_bytes(serialization.Encoding.PEM).decode("ascii") for item in certificates
+        )
+
+    @field_validator("certificate_extra_names")
+    @classmethod
+    def _extra_names(cls, values: list[str]) -> list[str]:
+        names = [
+            _as_value_error(normalize_domain, value, "certificate_extra_names") for value in values
+        ]
+        if len(set(names)) > 99:
+            raise ValueError("a certificate covers at most 100 names")
+        return sorted(set(names))
 
     @field_validator("smtp_listen_address")
     @classmethod

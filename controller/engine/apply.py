@@ -28,7 +28,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -112,6 +112,10 @@ class ApplyMeta:
     trigger: str
     changes: list[dict[str, Any]]
     stored_before: Mapping[str, Any]
+
+
+# A reload without a new release has no rendered release to show.
+_NO_RELEASE = Release(service="", files=())
 
 
 class _GateFailed(Exception):
@@ -287,6 +291,53 @@ class ConfigEngine:
                 self._finish(apply_id, "completed_after_restart")
 
     # --- the pipeline ------------------------------------------------------------------
+
+    def reload_everywhere(
+        self,
+        *,
+        actor: str,
+        trigger: str,
+        changes: list[dict[str, Any]],
+        undo: Callable[[], None],
+    ) -> dict[str, Any]:
+        """Reload every replica of every service on its current release, health-gated:
+        for files outside the releases (the certificate). If a gate fails, `undo` puts
+        the old files back and the touched replicas are reloaded again."""
+        with self._exclusive(wait=LOCK_WAIT):
+            started = time.monotonic()
+            with self.sessions() as session:
+                stored = load_stored(session)
+            meta = ApplyMeta(actor, None, trigger, changes, stored)
+            rollouts = []
+            for service in MANAGED_SERVICES:
+                store = ReleaseStore(self.settings.config_dir / service.name)
+                committed = store.current_name()
+                if committed is None:
+                    continue
+                rollout = ServiceRollout(service, store, _NO_RELEASE, committed, committed)
+                rollout.reasons.append(f"reload for {trigger}")
+                rollouts.append(rollout)
+            with self.sessions.begin() as session:
+                record = self._new_record(meta, "in_progress", rollouts, [])
+                session.add(record)
+                session.flush()
+                apply_id = record.id
+            try:
+                self._roll_out(rollouts, reload_all=True)
+            except _GateFailed as failure:
+                undo()
+                problems = self._roll_back(failure.touched)
+                error = failure.message + (
+                    "; while rolling back: " + "; ".join(problems) if problems else ""
+                )
+                self._finish(
+                    apply_id, "rolled_back", error=error, rollouts=rollouts, started=started
+                )
+                raise ApplyFailed(
+                    f"rolled back: {failure.message}", extra={"apply_id": apply_id}
+                ) from None
+            self._finish(apply_id, "succeeded", rollouts=rollouts, started=started)
+            return self.get_apply(apply_id)
 
     def _stage(self, target: MailSettings) -> list[ServiceRollout]:
         """Write the desired releases (not live) and work out which services need them."""

@@ -111,6 +111,14 @@ class DockerRuntime:
         except (APIError, NotFound) as exc:
             log.warning("cannot start %s: %s", replica.name, exc)
 
+    def addresses(self, replica: Replica) -> list[str]:
+        try:
+            container = self._client.containers.get(replica.id)
+        except (APIError, NotFound):
+            return []
+        networks = container.attrs.get("NetworkSettings", {}).get("Networks", {}) or {}
+        return [str(item["IPAddress"]) for item in networks.values() if item.get("IPAddress")]
+
 
 def connect(project: str | None = None) -> DockerRuntime | None:
     """The runtime, or None (logged) when there is no Docker socket, e.g. in unit tests."""

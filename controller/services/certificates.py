@@ -126,3 +126,54 @@ def restore(certs_dir: Path, saved: CertificateSnapshot) -> None:
     if saved.key is not None and saved.chain is not None:
         _write_atomic(target.key, saved.key, 0o600)
         _write_atomic(target.chain, saved.chain, 0o644)
+
+
+@dataclass(frozen=True)
+class CertificateInfo:
+    """What the API shows of a certificate (never its key)."""
+
+    names: list[str]
+    issuer: str
+    serial: str  # hex, as `openssl x509 -serial` prints it
+    not_before: datetime
+    not_after: datetime
+    self_signed: bool
+
+    @property
+    def lifetime(self) -> timedelta:
+        return self.not_after - self.not_before
+
+
+def describe(chain_pem: bytes) -> CertificateInfo:
+    """The leaf (first certificate) of a PEM chain."""
+    leaf = x509.load_pem_x509_certificates(chain_pem)[0]
+    try:
+        names = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        dns_names = list(names.value.get_values_for_type(x509.DNSName))
+    except x509.ExtensionNotFound:
+        dns_names = []
+    return CertificateInfo(
+        names=dns_names,
+        issuer=leaf.issuer.rfc4514_string(),
+        serial=f"{leaf.serial_number:X}",
+        not_before=leaf.not_valid_before_utc,
+        not_after=leaf.not_valid_after_utc,
+        self_signed=leaf.issuer == leaf.subject,
+    )
+
+
+def installed(certs_dir: Path) -> CertificateInfo | None:
+    chain = paths(certs_dir).chain
+    try:
+        return describe(chain.read_bytes())
+    except (FileNotFoundError, ValueError, IndexError):
+        return None
+
+
+def install(certs_dir: Path, key_pem: bytes, chain_pem: bytes) -> None:
+    """Write a key and chain atomically, key first (0600), so a reader never finds a
+    chain without its key. The daemons pick them up at their next reload."""
+    target = paths(certs_dir)
+    certs_dir.mkdir(parents=True, exist_ok=True)
+    _write_atomic(target.key, key_pem, 0o600)
+    _write_atomic(target.chain, chain_pem, 0o644)

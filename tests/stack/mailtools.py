@@ -30,6 +30,7 @@ PUBLISHED_PORTS = {
     "pop3s": "MAILYARD_POP3S_PORT",
     "managesieve": "MAILYARD_MANAGESIEVE_PORT",
     "api": "MAILYARD_API_PORT",
+    "http": "MAILYARD_HTTP_PORT",
 }
 
 

@@ -569,7 +569,17 @@ EVERY_SETTING_CHANGED: dict[str, Any] = {
     "smtp_listen_address": "192.0.2.10",
 }
 # Settings that change no file (they act in the controller itself).
-NOT_RENDERED = {"default_quota_mb"}
+# Settings the controller itself uses (mailbox defaults, the ACME client): no daemon
+# config file carries them.
+NOT_RENDERED = {
+    "default_quota_mb",
+    "acme_enabled",
+    "acme_directory_url",
+    "acme_contact_email",
+    "acme_ca_bundle",
+    "acme_key_type",
+    "certificate_extra_names",
+}
 
 
 def _dovecot_blocks(conf: str) -> dict[str, str]:
