@@ -399,7 +399,10 @@ class MailSettings(BaseModel):
         if not value:
             return ""
         try:
-            return validate_email(value, check_deliverability=False).normalized
+            # test_environment: like every address here, .test names are allowed.
+            return validate_email(
+                value, check_deliverability=False, test_environment=True
+            ).normalized
         except EmailNotValidError as exc:
             raise ValueError(f"{value!r} is not an e-mail address: {exc}") from exc
 

@@ -143,7 +143,12 @@ class AcmeSession:
 
     @property
     def offers_renewal_info(self) -> bool:
-        return "renewalInfo" in self.directory
+        # Directory has no __contains__ (`in` would iterate it by index).
+        try:
+            self.directory["renewalInfo"]
+        except KeyError:
+            return False
+        return True
 
     def suggested_renewal(self, cert_pem: bytes) -> datetime | None:
         """ACME Renewal Information (RFC 9773): a time in the CA's suggested window."""
