@@ -88,7 +88,7 @@ def cmd_serve(settings: Settings, _args: argparse.Namespace) -> int:
     prepare(settings, engine, sessions, config)
     start_reconcile_loop(config, settings.reconcile_interval)
     manager = CertificateManager(settings, config, config.runtime)
-    manager.start_scheduler()
+    manager.start_scheduler(settings.certificate_check_interval)
     _serve_port_80(settings, manager, config)
     app = create_app(sessions, credentials_changed_hook(settings), config, manager)
     uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_level=settings.log_level)

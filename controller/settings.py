@@ -94,6 +94,12 @@ class Settings(BaseSettings):
         description="Seconds a reloaded service has to pass its health gate before the "
         "apply is rolled back.",
     )
+    certificate_check_interval: float = Field(
+        default=60.0,
+        ge=1.0,
+        le=3600.0,
+        description="Seconds between checks whether the certificate is due for renewal.",
+    )
     reconcile_interval: float = Field(
         default=60.0,
         ge=5.0,

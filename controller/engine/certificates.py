@@ -121,6 +121,8 @@ class CertificateManager:
     ) -> datetime | None:
         if not mail.acme_enabled:
             return None
+        if state.get("source") == "custom" and info is not None and not info.self_signed:
+            return None  # the admin's own certificate stays until a forced renewal
         if state.get("retry_at"):
             return datetime.fromisoformat(state["retry_at"])
         if info is None or info.self_signed or set(info.names) != set(self.wanted_names(mail)):
@@ -183,6 +185,24 @@ class CertificateManager:
         )
         self._save(state)
         log.info("certificate %s for %s deployed (until %s)", info.serial, names, info.not_after)
+
+    def install_custom(self, chain_pem: bytes, key_pem: bytes, *, actor: str) -> dict[str, Any]:
+        """Deploy a certificate the admin brings, the same way as an issued one. While it
+        is in place the scheduler does not replace it (force a renewal to go back to
+        ACME)."""
+        mail = self.config.current_settings()
+        info = files.check_custom(chain_pem, key_pem, mail.hostname, self.clock())
+        if not self._lock.acquire(timeout=300):
+            raise Unavailable("a certificate renewal is running; retry shortly")
+        try:
+            self._deploy(key_pem, chain_pem, info, actor)
+            state = self._load()
+            state.update(source="custom", serial=info.serial, retry_at=None, last_error=None)
+            state.update(failures=0, ari_suggested_at=None)
+            self._save(state)
+        finally:
+            self._lock.release()
+        return self.status()
 
     def _account_config(self, mail: MailSettings) -> AcmeAccountConfig:
         trust: Path | None = None

@@ -16,6 +16,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from controller.domain.errors import InvalidInput
+
 KEY_FILE = "privkey.pem"
 CHAIN_FILE = "fullchain.pem"
 SELF_SIGNED_DAYS = 365
@@ -177,3 +179,47 @@ def install(certs_dir: Path, key_pem: bytes, chain_pem: bytes) -> None:
     certs_dir.mkdir(parents=True, exist_ok=True)
     _write_atomic(target.key, key_pem, 0o600)
     _write_atomic(target.chain, chain_pem, 0o644)
+
+
+def _covers(names: list[str], hostname: str) -> bool:
+    for name in names:
+        if name == hostname:
+            return True
+        if name.startswith("*.") and hostname.split(".", 1)[-1] == name[2:]:
+            return True
+    return False
+
+
+def check_custom(chain_pem: bytes, key_pem: bytes, hostname: str, now: datetime) -> CertificateInfo:
+    """A certificate an admin brings: parseable, its key, valid now, for the hostname.
+    Raises InvalidInput naming what is wrong; the key is never echoed."""
+    try:
+        chain = x509.load_pem_x509_certificates(chain_pem)
+    except ValueError as exc:
+        raise InvalidInput("certificate_chain is not a PEM certificate chain") from exc
+    try:
+        key = serialization.load_pem_private_key(key_pem, password=None)
+    except (ValueError, TypeError) as exc:
+        raise InvalidInput(
+            "private_key is not an unencrypted PEM private key", field="private_key"
+        ) from exc
+    leaf = chain[0]
+    public = serialization.PublicFormat.SubjectPublicKeyInfo
+    if key.public_key().public_bytes(
+        serialization.Encoding.DER, public
+    ) != leaf.public_key().public_bytes(serialization.Encoding.DER, public):
+        raise InvalidInput(
+            "the private key does not belong to the certificate (the first one in the chain)",
+            field="private_key",
+        )
+    info = describe(chain_pem)
+    if info.not_after <= now:
+        raise InvalidInput(f"the certificate expired at {info.not_after.isoformat()}")
+    if info.not_before > now:
+        raise InvalidInput(f"the certificate is not valid before {info.not_before.isoformat()}")
+    if not _covers(info.names, hostname):
+        raise InvalidInput(
+            f"the certificate does not cover the hostname {hostname} (it names: "
+            f"{', '.join(info.names) or 'nothing'})"
+        )
+    return info

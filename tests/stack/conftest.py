@@ -225,7 +225,9 @@ def _start(stack: Stack, *up_args: str, expected_containers: int = 5) -> None:
     _wait_healthy(stack, expected_containers=expected_containers)
 
 
-def _new_stack(extra_compose_files: tuple[str, ...] = ()) -> Stack:
+def _new_stack(
+    extra_compose_files: tuple[str, ...] = (), extra_env: dict[str, str] | None = None
+) -> Stack:
     if subprocess.run(["docker", "info"], capture_output=True, check=False).returncode != 0:
         pytest.fail("the Docker daemon is not reachable: run the suite through scripts/test")
     project = f"mailyard-test-{uuid.uuid4().hex[:8]}"
@@ -241,6 +243,8 @@ def _new_stack(extra_compose_files: tuple[str, ...] = ()) -> Stack:
             "MAILYARD_RELAYHOST": "[sink]:25",
             # Short, so the test of drift correction does not wait a minute.
             "MAILYARD_RECONCILE_INTERVAL": "5",
+            "MAILYARD_CERTIFICATE_CHECK_INTERVAL": "5",
+            **(extra_env or {}),
         }
     )
     compose = [*_compose_command(), "-p", project]
@@ -255,9 +259,10 @@ def running_stack(
     *up_args: str,
     extra_compose_files: tuple[str, ...] = (),
     expected_containers: int = 5,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[Stack]:
     """A healthy stack for the duration of the block; logs dumped if a test failed."""
-    stack = _new_stack(extra_compose_files)
+    stack = _new_stack(extra_compose_files, extra_env)
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
 
     def write(line: str) -> None:

@@ -215,3 +215,31 @@ def smtp_reply_code(error: smtplib.SMTPRecipientsRefused, recipient: str) -> tup
 def extract_size(ehlo_features: dict[str, str]) -> int:
     match = re.match(r"\d+", ehlo_features.get("size", ""))
     return int(match.group(0)) if match else 0
+
+
+class IdleSession:
+    """An IMAP session in IDLE (RFC 2177), read line by line."""
+
+    def __init__(self, host: str, port: int, user: str, password: str) -> None:
+        self.imap = imaplib.IMAP4_SSL(host, port, ssl_context=insecure_tls(), timeout=90)
+        self.imap.login(user, password)
+        self.imap.select("INBOX")
+        self.imap.send(b"idle1 IDLE\r\n")
+        assert self.imap.readline().startswith(b"+"), "IDLE was not accepted"
+
+    def wait_for_exists(self, timeout: float) -> bytes:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self.imap.readline()
+            if b"EXISTS" in line:
+                return line
+        raise AssertionError("no EXISTS while idling")
+
+    def done(self) -> None:
+        self.imap.send(b"DONE\r\n")
+        while True:
+            line = self.imap.readline()
+            if line.startswith(b"idle1 "):
+                assert line.startswith(b"idle1 OK"), line
+                return
+            assert line, "connection closed while ending IDLE"

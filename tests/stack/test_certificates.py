@@ -7,13 +7,24 @@ import smtplib
 import socket
 import ssl
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
-from conftest import HOSTNAME, Stack, running_stack
+from conftest import HOSTNAME, PASSWORD, Stack, running_stack
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from mailtools import IdleSession, make_message, wait_for
 
 PEBBLE_DIRECTORY = "https://pebble:14000/dir"
+
+
+# Short-lived certificates, so renewal by time happens within the test: with 90 s of
+# validity a certificate is due once a third (30 s) remains, i.e. 60 s after issuance.
+VALIDITY_SECONDS = 90
 
 
 @pytest.fixture(scope="module")
@@ -22,6 +33,7 @@ def acme_stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
         request,
         extra_compose_files=("tests/stack/compose.acme.yaml",),
         expected_containers=6,
+        extra_env={"MAILYARD_TEST_ACME_CERT_VALIDITY_SECONDS": str(VALIDITY_SECONDS)},
     ) as stack:
         yield stack
 
@@ -100,3 +112,106 @@ def test_port_80_answers_challenges_only_and_redirects_the_rest(acme_stack: Stac
     other = httpx.get(f"{base}/login?next=/", headers={"Host": "evil.example"}, timeout=10)
     assert other.status_code == 301
     assert other.headers["location"] == f"https://{HOSTNAME}/login"
+
+
+def _status(stack: Stack) -> dict[str, Any]:
+    response = stack.api("GET", "/certificates")
+    assert response.status_code == 200, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def test_renewal_by_time_keeps_open_sessions(acme_stack: Stack) -> None:
+    stack = acme_stack
+    first = _status(stack)["serial"]
+    domain = stack.new_domain("renew")
+    reader = stack.new_mailbox(domain, "reader")
+    idle = IdleSession(stack.host, stack.ports["imaps"], reader, PASSWORD)
+    smtp = stack.smtp()
+    assert smtp.mail("someone@remote.test")[0] == 250
+    assert smtp.rcpt(reader)[0] == 250
+
+    # Nobody asks: the scheduler renews once a third of the lifetime remains.
+    renewed = wait_for(
+        "the scheduler to renew the certificate",
+        lambda: (serial := _status(stack)["serial"]) != first and serial,
+        timeout=VALIDITY_SECONDS + 60,
+        interval=2,
+    )
+
+    message = make_message("someone@remote.test", [reader], "during renewal")
+    assert smtp.data(message.as_string())[0] == 250
+    smtp.quit()
+    idle.wait_for_exists(timeout=60)
+    idle.done()
+    status, data = idle.imap.search(None, "HEADER", "Message-ID", str(message["Message-ID"]))
+    assert status == "OK"
+    assert data[0].split()
+    idle.imap.logout()
+    wait_for(
+        "every port to serve the renewed certificate",
+        lambda: {_served_serial(stack, name) for name in TLS_PORTS} == {renewed},
+        timeout=30,
+    )
+
+
+def test_unreachable_challenge_keeps_the_certificate_and_backs_off(acme_stack: Stack) -> None:
+    stack = acme_stack
+    before = _status(stack)
+    # No such name on the test network: Pebble cannot resolve it, the challenge fails.
+    response = stack.api(
+        "PATCH", "/settings", json={"certificate_extra_names": ["nowhere.mailyard.test"]}
+    )
+    assert response.status_code == 200, response.text
+    try:
+        refused = stack.api("POST", "/certificates/renew", timeout=300)
+        assert refused.status_code == 503, refused.text
+        assert "nowhere.mailyard.test" in refused.json()["detail"]
+        status = _status(stack)
+        assert "nowhere.mailyard.test" in status["last_error"]
+        assert status["consecutive_failures"] >= 1
+        # The next attempt waits (1 min after the first failure, then 10, 100, daily).
+        last = datetime.fromisoformat(status["last_attempt_at"])
+        assert datetime.fromisoformat(status["next_renewal_at"]) >= last + timedelta(seconds=59)
+        served = {_served_serial(stack, name) for name in TLS_PORTS}
+        assert served == {status["serial"]}
+        assert status["serial"] in {before["serial"], _status(stack)["serial"]}
+    finally:
+        restored = stack.api("PATCH", "/settings", json={"certificate_extra_names": []})
+        assert restored.status_code == 200, restored.text
+
+
+def test_custom_certificate_whose_key_does_not_match_is_refused(acme_stack: Stack) -> None:
+    stack = acme_stack
+    before = _status(stack)
+    certificate_key = ec.generate_private_key(ec.SECP256R1())
+    other_key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, HOSTNAME)])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(certificate_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(HOSTNAME)]), critical=False)
+        .sign(certificate_key, hashes.SHA256())
+    )
+    response = stack.api(
+        "PUT",
+        "/certificates/custom",
+        json={
+            "certificate_chain": certificate.public_bytes(serialization.Encoding.PEM).decode(),
+            "private_key": other_key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            ).decode(),
+        },
+    )
+    assert response.status_code == 422, response.text
+    assert "does not belong to the certificate" in response.json()["detail"]
+    assert "PRIVATE KEY" not in response.text
+    assert _status(stack)["serial"] in {before["serial"], _status(stack)["serial"]}

@@ -6,18 +6,16 @@ Every test leaves the settings as it found them (the stack is shared).
 
 from __future__ import annotations
 
-import imaplib
 import smtplib
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 from conftest import PASSWORD, Stack
-from mailtools import insecure_tls, make_message, wait_for
+from mailtools import IdleSession, make_message, wait_for
 
 DEFAULT_SIZE = 50 * 1024 * 1024
 
@@ -95,42 +93,12 @@ def test_message_size_limit_reaches_ehlo_on_25_and_587(
     assert _committed_release(stack, "postfix") == _active_release(stack, "postfix")
 
 
-class _IdleSession:
-    """An IMAP session in IDLE (RFC 2177), read line by line."""
-
-    def __init__(self, stack: Stack, address: str) -> None:
-        self.imap = imaplib.IMAP4_SSL(
-            stack.host, stack.ports["imaps"], ssl_context=insecure_tls(), timeout=90
-        )
-        self.imap.login(address, PASSWORD)
-        self.imap.select("INBOX")
-        self.imap.send(b"idle1 IDLE\r\n")
-        assert self.imap.readline().startswith(b"+"), "IDLE was not accepted"
-
-    def wait_for_exists(self, timeout: float) -> bytes:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            line = self.imap.readline()
-            if b"EXISTS" in line:
-                return line
-        raise AssertionError("no EXISTS while idling")
-
-    def done(self) -> None:
-        self.imap.send(b"DONE\r\n")
-        while True:
-            line = self.imap.readline()
-            if line.startswith(b"idle1 "):
-                assert line.startswith(b"idle1 OK"), line
-                return
-            assert line, "connection closed while ending IDLE"
-
-
 def test_open_sessions_survive_an_apply_and_their_mail_arrives(
     stack: Stack, restore_settings: None
 ) -> None:
     domain = stack.new_domain("sessions")
     reader = stack.new_mailbox(domain, "reader")
-    idle = _IdleSession(stack, reader)
+    idle = IdleSession(stack.host, stack.ports["imaps"], reader, PASSWORD)
 
     # An SMTP session on port 25 paused between RCPT and DATA.
     smtp = stack.smtp()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, Field
 
 from controller.api.deps import PrincipalDep
 from controller.engine.certificates import CertificateManager
@@ -34,3 +35,25 @@ def renew_certificate(manager: ManagerDep, principal: PrincipalDep) -> dict[str,
     principal.require_admin("renew the certificate")
     principal.require_write()
     return manager.renew(actor=principal.name, force=True)
+
+
+class CustomCertificate(BaseModel):
+    certificate_chain: str = Field(
+        max_length=100_000, description="PEM: the certificate first, then intermediates."
+    )
+    private_key: str = Field(
+        max_length=20_000, repr=False, description="PEM, unencrypted. Never returned."
+    )
+
+
+@router.put("/custom")
+def install_custom_certificate(
+    manager: ManagerDep, principal: PrincipalDep, body: CustomCertificate
+) -> dict[str, Any]:
+    """Bring your own certificate: it must match its key, be valid now and cover the
+    hostname (422 otherwise); then it is deployed like an issued one."""
+    principal.require_admin("install a certificate")
+    principal.require_write()
+    return manager.install_custom(
+        body.certificate_chain.encode(), body.private_key.encode(), actor=principal.name
+    )
