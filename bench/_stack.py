@@ -77,6 +77,7 @@ class Stack:
             **os.environ,
             "COMPOSE_PROJECT_NAME": self.project,
             "MAILYARD_BIND_ADDRESS": "127.0.0.1",
+            "MAILYARD_API_HTTPS_BIND_ADDRESS": "127.0.0.1",
         }
         self.env.update({key: str(value) for key, value in self.ports.items()})
         self.compose = compose_command()

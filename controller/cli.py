@@ -91,8 +91,37 @@ def cmd_serve(settings: Settings, _args: argparse.Namespace) -> int:
     manager.start_scheduler(settings.certificate_check_interval)
     _serve_port_80(settings, manager, config)
     app = create_app(sessions, credentials_changed_hook(settings), config, manager)
+    _serve_https(settings, manager, app)
     uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_level=settings.log_level)
     return 0
+
+
+def _serve_https(settings: Settings, manager: Any, app: Any) -> None:
+    """The API over HTTPS with the stack's certificate, in a thread. A renewed
+    certificate is loaded into the running TLS context: no restart, no dropped client."""
+    import threading
+
+    import uvicorn
+
+    from controller.services.certificates import paths
+
+    files = paths(settings.certs_dir)
+    config = uvicorn.Config(
+        app,
+        host=settings.api_host,
+        port=settings.https_port,
+        ssl_certfile=str(files.chain),
+        ssl_keyfile=str(files.key),
+        log_level=settings.log_level,
+    )
+
+    def reload_certificate() -> None:
+        if config.loaded and config.ssl is not None:
+            config.ssl.load_cert_chain(str(files.chain), str(files.key))
+
+    manager.on_deployed.append(reload_certificate)
+    server = uvicorn.Server(config)
+    threading.Thread(target=server.run, name="https", daemon=True).start()
 
 
 def _serve_port_80(settings: Settings, manager: Any, config: Any) -> None:

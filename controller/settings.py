@@ -69,6 +69,9 @@ class Settings(BaseSettings):
 
     api_host: str = Field(default="0.0.0.0", description="Address the API listens on.")  # noqa: S104 - inside its container; compose decides what is published
     api_port: int = Field(default=8080, description="Port the API listens on.")
+    https_port: int = Field(
+        default=443, description="Port of the API over HTTPS (the stack's certificate)."
+    )
     http_port: int = Field(
         default=80, description="Port of the ACME challenge responder (HTTP-01) in the container."
     )

@@ -66,6 +66,9 @@ class CertificateManager:
         self.runtime = runtime
         self.clock = clock
         self.challenges = ChallengeStore(settings.state_dir / CHALLENGES_DIR)
+        # Called after every deploy, e.g. to load the new certificate into the API's
+        # own HTTPS listener.
+        self.on_deployed: list[Callable[[], None]] = []
         self._lock = threading.Lock()
 
     # --- state -------------------------------------------------------------------------
@@ -121,7 +124,7 @@ class CertificateManager:
     ) -> datetime | None:
         if not mail.acme_enabled:
             return None
-        if state.get("source") == "custom" and info is not None and not info.self_signed:
+        if state.get("source") == "custom" and info is not None:
             return None  # the admin's own certificate stays until a forced renewal
         if state.get("retry_at"):
             return datetime.fromisoformat(state["retry_at"])
@@ -166,8 +169,8 @@ class CertificateManager:
             info = files.describe(issued.fullchain_pem)
             self._deploy(issued.key_pem, issued.fullchain_pem, info, actor)
             suggested = session.suggested_renewal(issued.fullchain_pem)
-        except (AcmeFailure, MailyardError) as exc:
-            message = exc.message
+        except Exception as exc:  # any failure must back off, never retry at once
+            message = exc.message if isinstance(exc, AcmeFailure | MailyardError) else repr(exc)
             failures = int(state.get("failures", 0)) + 1
             retry = self.clock() + BACKOFF[min(failures, len(BACKOFF)) - 1]
             state.update(failures=failures, last_error=message, retry_at=_iso(retry))
@@ -210,7 +213,10 @@ class CertificateManager:
         if extra:
             trust = self.settings.state_dir / "acme-trust.pem"
             system = SYSTEM_CAS.read_text() if SYSTEM_CAS.exists() else ""
-            trust.write_text(system + "\n" + extra)
+            trust.parent.mkdir(parents=True, exist_ok=True)
+            temporary = trust.with_name(".acme-trust.pem.tmp")
+            temporary.write_text(system + "\n" + extra)
+            os.replace(temporary, trust)
         return AcmeAccountConfig(
             directory_url=mail.acme_directory_url,
             contact_email=mail.acme_contact_email,
@@ -232,6 +238,8 @@ class CertificateManager:
             ],
             undo=lambda: files.restore(self.settings.certs_dir, saved),
         )
+        for hook in self.on_deployed:
+            hook()
         mismatches = self.verify_on_the_wire(info.serial)
         if mismatches:
             raise Unavailable(

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, cast
 
+import requests
 from acme import challenges, client, crypto_util, errors, messages
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -137,8 +138,11 @@ class AcmeSession:
             resource = messages.RegistrationResource(
                 uri=existing.location, body=messages.Registration()
             )
-            self.client.net.account = self.client.query_registration(resource)
-        except messages.Error as exc:
+            try:
+                self.client.net.account = self.client.query_registration(resource)
+            except (messages.Error, errors.Error, requests.RequestException) as exc:
+                raise AcmeFailure(f"cannot use the existing ACME account: {exc}") from exc
+        except (messages.Error, errors.Error, requests.RequestException) as exc:
             raise AcmeFailure(f"the CA refused the account: {exc}") from exc
 
     @property
@@ -169,7 +173,7 @@ class AcmeSession:
         csr_pem = crypto_util.make_csr(key_pem, names)
         try:
             order = self.client.new_order(csr_pem)
-        except messages.Error as exc:
+        except (messages.Error, errors.Error, requests.RequestException) as exc:
             raise AcmeFailure(f"the CA refused the order for {', '.join(names)}: {exc}") from exc
         tokens: list[str] = []
         try:
@@ -187,8 +191,12 @@ class AcmeSession:
             raise AcmeFailure(_validation_problem(exc)) from exc
         except errors.TimeoutError as exc:
             raise AcmeFailure(f"the CA did not finish within {timeout:.0f}s") from exc
-        except messages.Error as exc:
+        except errors.IssuanceError as exc:
+            raise AcmeFailure(f"the CA refused to issue: {exc.error}") from exc
+        except (messages.Error, errors.Error) as exc:
             raise AcmeFailure(f"the CA refused the order: {exc}") from exc
+        except requests.RequestException as exc:
+            raise AcmeFailure(f"cannot reach the CA: {exc}") from exc
         finally:
             for token in tokens:
                 challenges_dir.remove(token)

@@ -151,7 +151,8 @@ def describe(chain_pem: bytes) -> CertificateInfo:
     leaf = x509.load_pem_x509_certificates(chain_pem)[0]
     try:
         names = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-        dns_names = list(names.value.get_values_for_type(x509.DNSName))
+        # DNS names are case-insensitive; compare them lowercased everywhere.
+        dns_names = [name.lower() for name in names.value.get_values_for_type(x509.DNSName)]
     except x509.ExtensionNotFound:
         dns_names = []
     return CertificateInfo(

@@ -239,6 +239,7 @@ def _new_stack(
             "COMPOSE_PROJECT_NAME": project,
             "MAILYARD_BIND_ADDRESS": "127.0.0.1",
             "MAILYARD_API_BIND_ADDRESS": "127.0.0.1",
+            "MAILYARD_API_HTTPS_BIND_ADDRESS": "127.0.0.1",
             "MAILYARD_HOSTNAME": HOSTNAME,
             "MAILYARD_RELAYHOST": "[sink]:25",
             # Short, so the test of drift correction does not wait a minute.

@@ -31,6 +31,7 @@ PUBLISHED_PORTS = {
     "managesieve": "MAILYARD_MANAGESIEVE_PORT",
     "api": "MAILYARD_API_PORT",
     "http": "MAILYARD_HTTP_PORT",
+    "https": "MAILYARD_HTTPS_PORT",
 }
 
 

@@ -103,6 +103,16 @@ def test_first_issuance_replaces_the_self_signed_certificate_on_every_port(
     for name in TLS_PORTS:
         assert _served_serial(stack, name) == status["serial"], name
     assert "PRIVATE KEY" not in stack.api("GET", "/certificates").text
+    # The API's own HTTPS listener took the new certificate without a restart.
+    assert _served_serial(stack, "https") == status["serial"]
+    over_https = httpx.get(
+        f"https://{stack.host}:{stack.ports['https']}/api/v1/certificates",
+        headers={"Authorization": f"Bearer {stack.admin_token}"},
+        verify=False,  # noqa: S501 - the Pebble root is not in the host's trust store
+        timeout=30,
+    )
+    assert over_https.status_code == 200
+    assert over_https.json()["serial"] == status["serial"]
 
 
 def test_port_80_answers_challenges_only_and_redirects_the_rest(acme_stack: Stack) -> None:

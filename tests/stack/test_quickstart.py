@@ -37,7 +37,12 @@ def test_readme_quick_start(implementation: str) -> None:
         pytest.skip(f"{' '.join(command)} is not installed here (scripts/test installs both)")
     project = f"mailyard-test-qs-{uuid.uuid4().hex[:6]}"
     ports = {variable: free_port() for variable in PUBLISHED_PORTS.values()}
-    env = {**os.environ, "COMPOSE_PROJECT_NAME": project, "MAILYARD_BIND_ADDRESS": "127.0.0.1"}
+    env = {
+        **os.environ,
+        "COMPOSE_PROJECT_NAME": project,
+        "MAILYARD_BIND_ADDRESS": "127.0.0.1",
+        "MAILYARD_API_HTTPS_BIND_ADDRESS": "127.0.0.1",
+    }
     env.update({key: str(value) for key, value in ports.items()})
 
     def compose(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -454,3 +454,170 @@ def test_storable_compares_with_the_first_start_defaults() -> None:
     # The built-in default differs from the environment's: that choice must be stored.
     settings = build({"hostname": DEFAULT_HOSTNAME}, defaults)
     assert storable(settings, defaults) == {"hostname": DEFAULT_HOSTNAME}
+
+
+# --- certificates (ACME) -------------------------------------------------------------------
+def test_acme_defaults_are_off_with_lets_encrypt_and_ecdsa() -> None:
+    settings = MailSettings()
+    assert settings.acme_enabled is False
+    assert settings.acme_directory_url == "https://acme-v02.api.letsencrypt.org/directory"
+    assert settings.acme_contact_email == ""
+    assert settings.acme_ca_bundle == ""
+    assert settings.acme_key_type == "ecdsa-p256"
+    assert settings.certificate_extra_names == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://acme-staging-v02.api.letsencrypt.org/directory",
+        "https://pebble:14000/dir",
+        "https://ca.internal.example/acme/v2/directory",
+        "https://10.0.0.5:8443/",
+        "https://ca.example/~acme/dir%20x",
+    ],
+)
+def test_acme_directory_url_accepts_https_urls(url: str) -> None:
+    assert build({"acme_directory_url": url}, {}).acme_directory_url == url
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://acme-v02.api.letsencrypt.org/directory",
+        "HTTPS://ca.example/directory",
+        "ftp://ca.example/directory",
+        "ca.example/directory",
+        "https://",
+        "https://ca.example/directory\n",
+        "https://ca.example/directory\r\nHost: evil",
+        "https://ca.example/dir ectory",
+        'https://ca.example/"directory',
+        "https://ca.example/'directory",
+        "https://ca.example/directory?x=1",
+        "https://user@ca.example/directory",
+        "https://ca.example:123456/directory",
+        "https://ca.example/" + "a" * 2048,
+        "",
+    ],
+    ids=lambda v: repr(v)[:40],
+)
+def test_acme_directory_url_refuses_anything_else(url: str) -> None:
+    message = _refused({"acme_directory_url": url})
+    assert message.startswith("acme_directory_url: "), message
+    assert "\n" not in message
+
+
+def test_acme_contact_email_is_normalised_or_refused() -> None:
+    assert build({"acme_contact_email": ""}, {}).acme_contact_email == ""
+    settings = build({"acme_contact_email": "Hostmaster@Example.ORG"}, {})
+    assert settings.acme_contact_email.lower() == "hostmaster@example.org"
+    assert settings.acme_contact_email.endswith("@example.org")
+    assert build({"acme_contact_email": "ops@mail.test"}, {}).acme_contact_email == "ops@mail.test"
+    for bad in ("not-an-address", "a@b@example.org", "ops@example.org\n", "ops@"):
+        message = _refused({"acme_contact_email": bad})
+        assert message.startswith("acme_contact_email: "), message
+
+
+def _ca_pem(name: str) -> str:
+    from controller.services.certificates import make_self_signed  # noqa: PLC0415
+
+    return make_self_signed(name)[1].decode()
+
+
+def test_acme_ca_bundle_is_normalised_pem_certificates() -> None:
+    first, second = _ca_pem("ca-one.example"), _ca_pem("ca-two.example")
+    assert build({"acme_ca_bundle": "  \n"}, {}).acme_ca_bundle == ""
+    messy = "Bundle from the PKI team\r\n" + first.replace("\n", "\r\n") + "\n\n\n" + second
+    settings = build({"acme_ca_bundle": messy}, {})
+    assert settings.acme_ca_bundle == first + second
+    # Normalised values are stable.
+    assert build({"acme_ca_bundle": settings.acme_ca_bundle}, {}).acme_ca_bundle == first + second
+
+
+def test_acme_ca_bundle_never_keeps_a_private_key() -> None:
+    from controller.services.certificates import make_self_signed  # noqa: PLC0415
+
+    key, certificate = make_self_signed("ca.example")
+    settings = build({"acme_ca_bundle": (key + certificate).decode()}, {})
+    assert settings.acme_ca_bundle == certificate.decode()
+    assert "PRIVATE KEY" not in json.dumps(storable(settings, {}))
+
+
+@pytest.mark.parametrize(
+    "bundle",
+    [
+        "not a certificate",
+        "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n",
+        "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49\n-----END PRIVATE KEY-----\n",
+        "-----BEGIN CERTIFICATE-----\nMIIB\u00e9\n-----END CERTIFICATE-----\n",
+    ],
+    ids=["text", "garbage body", "key only", "non-ascii"],
+)
+def test_acme_ca_bundle_refuses_anything_but_certificates(bundle: str) -> None:
+    message = _refused({"acme_ca_bundle": bundle})
+    assert message == "acme_ca_bundle: acme_ca_bundle must be PEM certificates only"
+
+
+@pytest.mark.parametrize("key_type", ["ecdsa-p256", "rsa-2048", "rsa-3072", "rsa-4096"])
+def test_acme_key_types(key_type: str) -> None:
+    assert build({"acme_key_type": key_type}, {}).acme_key_type == key_type
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("acme_key_type", "rsa-1024"),
+        ("acme_key_type", "ecdsa-p384"),
+        ("acme_key_type", "RSA-2048"),
+        ("acme_enabled", "true"),
+        ("acme_enabled", 1),
+        ("certificate_extra_names", "autoconfig.example.org"),
+        ("certificate_extra_names", ["autoconfig.example.org\nevil.example"]),
+        ("certificate_extra_names", ["*.example.org"]),
+        ("certificate_extra_names", ["autoconfig"]),
+        ("certificate_extra_names", ["a.example.org,b.example.org"]),
+        ("certificate_extra_names", ["a.example.org b.example.org"]),
+        ("certificate_extra_names", ["192.0.2.1"]),
+        ("certificate_extra_names", [""]),
+    ],
+    ids=lambda v: repr(v)[:40],
+)
+def test_acme_settings_refuse_bad_values(name: str, value: Any) -> None:
+    message = _refused({name: value})
+    assert message.startswith(name), message
+
+
+def test_certificate_extra_names_are_normalised_deduplicated_and_sorted() -> None:
+    names = ["Webmail.Example.org", "autoconfig.example.org", "webmail.example.org", "münchen.de"]
+    settings = build({"certificate_extra_names": names}, {})
+    assert settings.certificate_extra_names == [
+        "autoconfig.example.org",
+        "webmail.example.org",
+        "xn--mnchen-3ya.de",
+    ]
+
+
+def test_certificate_extra_names_are_limited_to_what_a_certificate_holds() -> None:
+    names = [f"n{i}.example.org" for i in range(99)]
+    assert len(build({"certificate_extra_names": names}, {}).certificate_extra_names) == 99
+    # Duplicates do not count twice.
+    deduplicated = build({"certificate_extra_names": [*names, names[0]]}, {})
+    assert len(deduplicated.certificate_extra_names) == 99
+    message = _refused({"certificate_extra_names": [*names, "n99.example.org"]})
+    assert "at most 100 names" in message
+
+
+def test_acme_settings_round_trip_through_storage() -> None:
+    values = {
+        "acme_enabled": True,
+        "acme_directory_url": "https://pebble:14000/dir",
+        "acme_contact_email": "ops@example.org",
+        "acme_ca_bundle": _ca_pem("ca.example"),
+        "acme_key_type": "rsa-3072",
+        "certificate_extra_names": ["autoconfig.example.org"],
+    }
+    settings = build(values, {})
+    stored = storable(settings, {})
+    assert stored == values
+    assert build(json.loads(json.dumps(stored)), {}) == settings
