@@ -13,7 +13,7 @@ import os
 import re
 import tempfile
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -219,7 +219,3 @@ def _validation_problem(exc: errors.ValidationError) -> str:
                 detail = challenge.error.detail or str(challenge.error)
                 problems.append(f"{authorization.body.identifier.value}: {detail}")
     return "the CA could not validate " + ("; ".join(problems) or "the challenges")
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)

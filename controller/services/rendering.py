@@ -139,21 +139,17 @@ class ReleaseStore:
             return None
         return Path(target).name
 
-    def current_digest(self) -> str | None:
-        name = self.current_name()
-        return digest_of(name) if name else None
-
-    def write(self, release: Release, *, fresh_copy: bool = False) -> str:
+    def write(self, release: Release) -> str:
         """Write `release` unless an intact copy exists; returns its directory name.
 
-        With `fresh_copy` (or when the copy under its digest was edited by hand), the
-        release is written under a new suffixed name, leaving the damaged one alone.
+        When the copy under its digest was edited by hand, an intact repair copy is
+        reused or a new one written under a suffixed name; the damaged one is left alone.
         """
         name = release.digest
         if self.path_of(name).is_dir():
-            if not fresh_copy and not self.damage(name):
+            if not self.damage(name):
                 return name
-            if not fresh_copy and (repair := self._intact_copy(release.digest)):
+            if repair := self._intact_copy(release.digest):
                 return repair  # written by an earlier pass: reuse it, do not pile up copies
             name = f"{release.digest}.{secrets.token_hex(3)}"
         final = self.path_of(name)

@@ -185,7 +185,10 @@ def test_unreachable_challenge_keeps_the_certificate_and_backs_off(acme_stack: S
         assert datetime.fromisoformat(status["next_renewal_at"]) >= last + timedelta(seconds=59)
         served = {_served_serial(stack, name) for name in TLS_PORTS}
         assert served == {status["serial"]}
-        assert status["serial"] in {before["serial"], _status(stack)["serial"]}
+        # What is installed is still a certificate without the unreachable name.
+        assert "nowhere.mailyard.test" not in status["names"]
+        assert status["names"] == before["names"]
+        assert status["source"] == "acme"
     finally:
         restored = stack.api("PATCH", "/settings", json={"certificate_extra_names": []})
         assert restored.status_code == 200, restored.text
@@ -224,4 +227,8 @@ def test_custom_certificate_whose_key_does_not_match_is_refused(acme_stack: Stac
     assert response.status_code == 422, response.text
     assert "does not belong to the certificate" in response.json()["detail"]
     assert "PRIVATE KEY" not in response.text
-    assert _status(stack)["serial"] in {before["serial"], _status(stack)["serial"]}
+    # Nothing was installed: the refused certificate is served nowhere.
+    refused_serial = f"{certificate.serial_number:X}"
+    assert _status(stack)["serial"] != refused_serial
+    assert refused_serial not in {_served_serial(stack, name) for name in TLS_PORTS}
+    assert _status(stack)["source"] == before["source"]
