@@ -6,7 +6,7 @@ from __future__ import annotations
 import smtplib
 import socket
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -131,8 +131,10 @@ def _status(stack: Stack) -> dict[str, Any]:
     return result
 
 
-def test_renewal_by_time_keeps_open_sessions(acme_stack: Stack) -> None:
-    stack = acme_stack
+def _renewal_keeps_open_sessions(stack: Stack, renew: Callable[[str], str]) -> None:
+    """Opens an IMAP IDLE session and an SMTP session paused after RCPT, lets `renew`
+    replace the certificate (it gets the old serial, returns the new one), then checks
+    both sessions complete and every port serves the new certificate."""
     first = _status(stack)["serial"]
     domain = stack.new_domain("renew")
     reader = stack.new_mailbox(domain, "reader")
@@ -141,13 +143,8 @@ def test_renewal_by_time_keeps_open_sessions(acme_stack: Stack) -> None:
     assert smtp.mail("someone@remote.test")[0] == 250
     assert smtp.rcpt(reader)[0] == 250
 
-    # Nobody asks: the scheduler renews once a third of the lifetime remains.
-    renewed = wait_for(
-        "the scheduler to renew the certificate",
-        lambda: (serial := _status(stack)["serial"]) != first and serial,
-        timeout=VALIDITY_SECONDS + 60,
-        interval=2,
-    )
+    renewed = renew(first)
+    assert renewed != first
 
     message = make_message("someone@remote.test", [reader], "during renewal")
     assert smtp.data(message.as_string())[0] == 250
@@ -163,6 +160,30 @@ def test_renewal_by_time_keeps_open_sessions(acme_stack: Stack) -> None:
         lambda: {_served_serial(stack, name) for name in TLS_PORTS} == {renewed},
         timeout=30,
     )
+
+
+def test_renewal_by_time_keeps_open_sessions(acme_stack: Stack) -> None:
+    def scheduler_renews(first: str) -> str:
+        # Nobody asks: the scheduler renews once a third of the lifetime remains.
+        renewed: str = wait_for(
+            "the scheduler to renew the certificate",
+            lambda: (serial := _status(acme_stack)["serial"]) != first and serial,
+            timeout=VALIDITY_SECONDS + 60,
+            interval=2,
+        )
+        return renewed
+
+    _renewal_keeps_open_sessions(acme_stack, scheduler_renews)
+
+
+def test_forced_renewal_keeps_open_sessions(acme_stack: Stack) -> None:
+    def forced(first: str) -> str:
+        response = acme_stack.api("POST", "/certificates/renew", timeout=300)
+        assert response.status_code == 200, response.text
+        serial: str = response.json()["serial"]
+        return serial
+
+    _renewal_keeps_open_sessions(acme_stack, forced)
 
 
 def test_unreachable_challenge_keeps_the_certificate_and_backs_off(acme_stack: Stack) -> None:
