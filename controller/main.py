@@ -13,9 +13,12 @@ from controller.api.routes import (
     alias_domains,
     aliases,
     certificates,
+    dkim,
     domains,
+    filter_policies,
     health,
     mailboxes,
+    quarantine,
     relay_domains,
     settings,
     tokens,
@@ -61,6 +64,9 @@ def create_app(
         tokens,
         settings,
         certificates,
+        dkim,
+        filter_policies,
+        quarantine,
     ):
         api.include_router(module.router)
     app.include_router(api)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from controller.domain.errors import InvalidInput
@@ -66,6 +68,20 @@ class Settings(BaseSettings):
     templates_dir: Path = Field(
         default=_REPO_TEMPLATES, description="Jinja2 templates, one folder per service."
     )
+    public_ipv4: str = Field(
+        default="",
+        description="The host's public IPv4 address, shown in the DNS advice (A, PTR); "
+        "empty shows a placeholder.",
+    )
+    public_ipv6: str = Field(
+        default="",
+        description="The host's public IPv6 address for the DNS advice (AAAA, PTR).",
+    )
+    dkim_dir: Path | None = Field(
+        default=None,
+        description="Volume `dkim` with the DKIM private keys (<domain>/<selector>.key, "
+        "shared read-only with OpenDKIM); unset means <state_dir>/dkim.",
+    )
 
     api_host: str = Field(default="0.0.0.0", description="Address the API listens on.")  # noqa: S104 - inside its container; compose decides what is published
     api_port: int = Field(default=8080, description="Port the API listens on.")
@@ -81,6 +97,31 @@ class Settings(BaseSettings):
     )
     doveadm_port: int = Field(
         default=8080, description="Dovecot's doveadm HTTP API port (internal network only)."
+    )
+    filter_mode: Literal["full", "no-clamav", "off"] = Field(
+        default="full",
+        validation_alias="MAILYARD_FILTER",
+        description="Content filter: full (Amavis with SpamAssassin and ClamAV), "
+        "no-clamav (SpamAssassin only; ClamAV needs 1.2-2.4 GiB of RAM) or off.",
+    )
+    amavis_host: str = Field(default="amavis", description="Amavis's name on the internal network.")
+    amavis_pdp_port: int = Field(
+        default=9998, description="Amavis's AM.PDP port (quarantine release)."
+    )
+    internal_network: str | None = Field(
+        default=None,
+        description="CIDR of the internal compose network, trusted by Postfix's "
+        "re-injection port (10025); found from the routing table when unset.",
+    )
+    postfix_host: str = Field(
+        default="postfix", description="Postfix's name on the internal network (re-injection)."
+    )
+    clamd_host: str = Field(default="clamav", description="clamd's name on the internal network.")
+    postgrey_host: str = Field(
+        default="postgrey", description="Postgrey's name on the internal network."
+    )
+    opendkim_host: str = Field(
+        default="opendkim", description="OpenDKIM's name on the internal network."
     )
     db_wait_seconds: float = Field(
         default=120.0, description="How long start-up waits for the database to answer."
@@ -110,6 +151,17 @@ class Settings(BaseSettings):
         description="Seconds between checks that every container runs the desired release.",
     )
 
+    @field_validator("internal_network")
+    @classmethod
+    def _valid_network(cls, value: str | None) -> str | None:
+        # It goes into master.cf: only a canonical IPv4 CIDR may pass.
+        if value is None:
+            return None
+        try:
+            return str(ipaddress.IPv4Network(value, strict=True))
+        except ValueError as exc:
+            raise ValueError(f"MAILYARD_INTERNAL_NETWORK: {value!r} is not an IPv4 CIDR") from exc
+
     @field_validator("hostname")
     @classmethod
     def _valid_hostname(cls, value: str) -> str:
@@ -128,6 +180,20 @@ class Settings(BaseSettings):
         except InvalidInput as exc:
             raise ValueError(exc.message) from exc
 
+    @field_validator("public_ipv4", "public_ipv6")
+    @classmethod
+    def _public_address(cls, value: str, info: ValidationInfo) -> str:
+        if not value.strip():
+            return ""
+        try:
+            address = ipaddress.ip_address(value.strip())
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not an IP address") from exc
+        wanted = 4 if info.field_name == "public_ipv4" else 6
+        if address.version != wanted:
+            raise ValueError(f"{value!r} is not an IPv{wanted} address")
+        return str(address)
+
     @field_validator("db_name", "db_user")
     @classmethod
     def _plain_identifier(cls, value: str) -> str:
@@ -145,6 +211,10 @@ class Settings(BaseSettings):
         if level not in {"debug", "info", "warning", "error"}:
             raise ValueError("log_level must be one of debug, info, warning, error")
         return level
+
+    def resolved_dkim_dir(self) -> Path:
+        """Where the DKIM private keys are written (see `dkim_dir`)."""
+        return self.dkim_dir if self.dkim_dir is not None else self.state_dir / "dkim"
 
     def resolved_database_url(self) -> str:
         """The SQLAlchemy URL, reading the generated password when none is configured."""

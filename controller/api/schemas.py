@@ -13,8 +13,18 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from controller.db.models import Alias, AliasDomain, ApiToken, Domain, Mailbox, RelayDomain
-from controller.domain import pagination
+from controller.db.models import (
+    Alias,
+    AliasDomain,
+    ApiToken,
+    DkimKey,
+    Domain,
+    Mailbox,
+    RelayDomain,
+)
+from controller.domain import dkim, pagination
+from controller.domain.filter_policies import BANNED_CATEGORIES, FilterPolicy
+from controller.domain.quarantine import QuarantineEntry, ReleaseOutcome
 
 T = TypeVar("T")
 
@@ -252,3 +262,172 @@ class TokenPublic(BaseModel):
 
 class TokenCreated(TokenPublic):
     token: str = Field(description="The bearer token. Shown only in this response: store it now.")
+
+
+# --- DKIM and DNS --------------------------------------------------------------------------
+class DkimRotate(Request):
+    algorithm: str | None = Field(
+        default=None,
+        max_length=32,
+        description="rsa-2048 (default), rsa-3072, rsa-4096 or ed25519.",
+        examples=["rsa-2048"],
+    )
+
+
+class DkimKeyPublic(BaseModel):
+    """A DKIM key as the API shows it: never the private key."""
+
+    selector: str
+    algorithm: str
+    state: str = Field(description="active (signs), published (in DNS, waiting), retired.")
+    dns_name: str = Field(description="Where the TXT record goes, e.g. mly202611._domainkey.")
+    dns_value: str = Field(description="The TXT record's value.")
+    created_at: datetime
+    activated_at: datetime | None
+
+    @classmethod
+    def of(cls, key: DkimKey, domain: str) -> DkimKeyPublic:
+        return cls(
+            selector=key.selector,
+            algorithm=key.algorithm,
+            state=key.state,
+            dns_name=f"{dkim.record_name(key.selector)}.{domain}",
+            dns_value=dkim.txt_value(key.algorithm, key.public_key),
+            created_at=key.created_at,
+            activated_at=key.activated_at,
+        )
+
+
+class DkimKeys(BaseModel):
+    domain: str
+    keys: list[DkimKeyPublic]
+
+
+class DnsRecordPublic(BaseModel):
+    name: str = Field(description="Fully qualified name, without the trailing dot.")
+    type: str
+    ttl: int
+    value: str = Field(description="Presentation form; TXT values unquoted.")
+    purpose: str
+    section: str = Field(
+        description="domain: the domain's zone; host: the mail hostname's zone; "
+        "reverse: the address owner's reverse zone."
+    )
+    placeholder: bool = Field(description="True when the value must be replaced first.")
+
+
+class DnsRecords(BaseModel):
+    domain: str
+    hostname: str
+    records: list[DnsRecordPublic]
+
+
+# --- content filter policies ---------------------------------------------------------------
+_BANNED = Field(
+    max_length=len(BANNED_CATEGORIES) * 4,
+    description="Blocked attachment kinds, any of: " + ", ".join(BANNED_CATEGORIES) + ".",
+    examples=[["executables", "office-macros"]],
+)
+
+
+class FilterPolicyReplace(Request):
+    """Every field; the policy is replaced as a whole (strict numbers: 5 or 5.0)."""
+
+    spam_tag_score: float = Field(description="At or above: X-Spam-Flag: YES.")
+    spam_action_score: float = Field(description="At or above: spam_action.")
+    spam_action: str = Field(max_length=64, description="quarantine, reject or deliver.")
+    virus_action: str = Field(max_length=64, description="quarantine or reject.")
+    banned_categories: list[str] = _BANNED
+    spam_to_junk: bool = Field(description="File tagged spam into the Junk folder.")
+
+
+class FilterPolicyUpdate(Request):
+    spam_tag_score: float | None = None
+    spam_action_score: float | None = None
+    spam_action: str | None = Field(default=None, max_length=64)
+    virus_action: str | None = Field(default=None, max_length=64)
+    banned_categories: list[str] | None = Field(default=None, max_length=len(BANNED_CATEGORIES) * 4)
+    spam_to_junk: bool | None = None
+
+
+class FilterPolicyPublic(BaseModel):
+    domain: str
+    spam_tag_score: float
+    spam_action_score: float
+    spam_action: str
+    virus_action: str
+    banned_categories: list[str]
+    spam_to_junk: bool
+    is_default: bool = Field(description="True when the domain never changed the defaults.")
+
+    @classmethod
+    def of(cls, policy: FilterPolicy) -> FilterPolicyPublic:
+        return cls(
+            domain=policy.domain,
+            spam_tag_score=policy.spam_tag_score,
+            spam_action_score=policy.spam_action_score,
+            spam_action=policy.spam_action,
+            virus_action=policy.virus_action,
+            banned_categories=list(policy.banned_categories),
+            spam_to_junk=policy.spam_to_junk,
+            is_default=policy.is_default,
+        )
+
+
+# --- quarantine ----------------------------------------------------------------------------
+class QuarantineRecipientPublic(BaseModel):
+    address: str
+    released: bool = Field(description="Released to this recipient through the API.")
+
+
+class QuarantineEntryPublic(BaseModel):
+    mail_id: str
+    received_at: datetime = Field(description="When Amavis received it (UTC).")
+    content: str = Field(description="virus, spam or banned.")
+    sender: str = Field(description="Envelope sender; empty for bounces.")
+    recipients: list[QuarantineRecipientPublic] = Field(
+        description="Envelope recipients (a domain-scoped token sees its domains' only)."
+    )
+    subject: str
+    from_header: str = Field(description="The From: header field.")
+    spam_score: float | None
+    size: int = Field(description="Bytes.")
+
+    @classmethod
+    def of(cls, entry: QuarantineEntry) -> QuarantineEntryPublic:
+        return cls(
+            mail_id=entry.mail_id,
+            received_at=entry.received_at,
+            content=entry.content,
+            sender=entry.sender,
+            recipients=[
+                QuarantineRecipientPublic(address=r.address, released=r.released)
+                for r in entry.recipients
+            ],
+            subject=entry.subject,
+            from_header=entry.from_header,
+            spam_score=entry.spam_score,
+            size=entry.size,
+        )
+
+
+class QuarantineRelease(Request):
+    recipient: str | None = Field(
+        default=None,
+        max_length=1024,
+        description="Release to this recipient only; absent: to every recipient you see.",
+    )
+
+
+class QuarantineReleased(BaseModel):
+    mail_id: str
+    released_to: list[str] = Field(description="Empty: every original recipient.")
+    amavis_reply: list[str] = Field(description="Amavis's answer, e.g. '250 2.0.0 Ok'.")
+
+    @classmethod
+    def of(cls, outcome: ReleaseOutcome) -> QuarantineReleased:
+        return cls(
+            mail_id=outcome.mail_id,
+            released_to=list(outcome.released_to),
+            amavis_reply=list(outcome.amavis_reply),
+        )

@@ -1,7 +1,9 @@
-"""Least-privilege grants for the users Postfix and Dovecot read the database with.
+"""Least-privilege grants for the users the mail daemons reach the database with.
 
 The db container creates the users; grants follow the schema, so they are (re)applied
 after every migration. Postfix never gets the password hashes; neither service can write.
+Amavis reads its policy view and writes only its own quarantine tables; OpenDKIM reads
+its signing views.
 """
 
 from __future__ import annotations
@@ -31,7 +33,40 @@ DOVECOT_GRANTS: dict[str, tuple[str, ...] | None] = {
         "active",
         "maildir",
     ),
+    # Whether spam is filed into Junk (the userdb query names the Sieve before-script).
+    "domain_filter_policies": ("domain_id", "spam_to_junk"),
 }
+
+AMAVIS_USER = "mailyard_amavis"
+OPENDKIM_USER = "mailyard_opendkim"
+# Whole-table privileges, for users that need more than column-wise SELECT:
+# user -> table or view -> privileges (a subset of TABLE_PRIVILEGES).
+TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE")
+PRIVILEGE_GRANTS: dict[str, dict[str, tuple[str, ...]]] = {
+    # Amavis reads its per-domain policy and keeps its SQL quarantine
+    # (docs/design/filter-chain.md); it sees no other table.
+    AMAVIS_USER: {
+        "amavis_policy": ("SELECT",),
+        "maddr": TABLE_PRIVILEGES,
+        "msgs": TABLE_PRIVILEGES,
+        "msgrcpt": TABLE_PRIVILEGES,
+        "quarantine": TABLE_PRIVILEGES,
+    },
+    # OpenDKIM reads its signing and key tables live (views of dkim_keys, migration
+    # 0004); the private keys themselves are files, never in the database.
+    OPENDKIM_USER: {
+        "dkim_signing_table": ("SELECT",),
+        "dkim_signing_table_ed25519": ("SELECT",),
+        "dkim_key_table": ("SELECT",),
+    },
+}
+
+
+def _privileges(user: str, table: str, privileges: tuple[str, ...]) -> str:
+    unknown = [name for name in privileges if name not in TABLE_PRIVILEGES]
+    if unknown or not privileges:
+        raise ValueError(f"grant for {user} on {table}: unknown privileges {unknown}")
+    return ", ".join(name for name in TABLE_PRIVILEGES if name in privileges)
 
 
 def grant_statements(database: str) -> list[str]:
@@ -40,6 +75,10 @@ def grant_statements(database: str) -> list[str]:
     for user, grants in ((POSTFIX_USER, POSTFIX_GRANTS), (DOVECOT_USER, DOVECOT_GRANTS)):
         for table, columns in grants.items():
             what = "SELECT" if columns is None else f"SELECT ({', '.join(columns)})"
+            statements.append(f"GRANT {what} ON `{database}`.`{table}` TO '{user}'@'%'")
+    for user, tables in PRIVILEGE_GRANTS.items():
+        for table, privileges in tables.items():
+            what = _privileges(user, table, privileges)
             statements.append(f"GRANT {what} ON `{database}`.`{table}` TO '{user}'@'%'")
     return statements
 

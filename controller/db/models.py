@@ -9,16 +9,23 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import (
+    CHAR,
+    VARBINARY,
+    BigInteger,
     Boolean,
+    CheckConstraint,
     DateTime,
+    Float,
     ForeignKey,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
     UniqueConstraint,
     true,
 )
+from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 # Named constraints keep migrations reproducible across MariaDB and SQLite.
@@ -231,3 +238,176 @@ class ConfigApply(Base):
     warnings: Mapped[str] = mapped_column(Text, default="[]")
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     duration_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+# --- content filter (migration 0003; docs/design/filter-chain.md) -------------------------
+FILTER_SPAM_ACTIONS = ("quarantine", "reject", "deliver")
+FILTER_VIRUS_ACTIONS = ("quarantine", "reject")
+
+
+class DomainFilterPolicy(Base):
+    """A domain's content-filter policy, when it differs from the defaults.
+
+    Amavis reads it live through the view `amavis_policy` (made in migration 0003), which
+    supplies the defaults for domains without a row; see docs/design/filter-chain.md.
+    """
+
+    __tablename__ = "domain_filter_policies"
+    __table_args__ = (
+        CheckConstraint(
+            "spam_action IN ('quarantine', 'reject', 'deliver')",
+            name="ck_domain_filter_policies_spam_action",
+        ),
+        CheckConstraint(
+            "virus_action IN ('quarantine', 'reject')",
+            name="ck_domain_filter_policies_virus_action",
+        ),
+        CheckConstraint(
+            "spam_action_score >= spam_tag_score",
+            name="ck_domain_filter_policies_score_order",
+        ),
+    )
+
+    domain_id: Mapped[int] = mapped_column(
+        ForeignKey("domains.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    spam_tag_score: Mapped[float] = mapped_column(Float, default=5.0, server_default="5")
+    spam_action_score: Mapped[float] = mapped_column(Float, default=12.0, server_default="12")
+    spam_action: Mapped[str] = mapped_column(
+        String(16), default="quarantine", server_default="quarantine"
+    )
+    virus_action: Mapped[str] = mapped_column(
+        String(16), default="quarantine", server_default="quarantine"
+    )
+    # Comma-separated names from controller.domain.filter_policies.BANNED_CATEGORIES.
+    banned_categories: Mapped[str] = mapped_column(
+        String(255), default="executables", server_default="executables"
+    )
+    spam_to_junk: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+# Amavis's own storage tables (amavisd-new README.sql-mysql layout). Amavis writes them
+# (quarantine only); the controller lists, releases and deletes. Octet strings are
+# VARBINARY/BLOB, counters unsigned on MariaDB; SQLite (unit tests) gets plain integers.
+_UNSIGNED_INT = Integer().with_variant(mysql.INTEGER(unsigned=True), "mysql", "mariadb")
+_UNSIGNED_BIGINT = BigInteger().with_variant(mysql.BIGINT(unsigned=True), "mysql", "mariadb")
+# SQLite only auto-increments an INTEGER PRIMARY KEY.
+_MADDR_ID = (
+    BigInteger()
+    .with_variant(mysql.BIGINT(unsigned=True), "mysql", "mariadb")
+    .with_variant(Integer(), "sqlite")
+)
+
+
+def _octets(length: int) -> VARBINARY:
+    # SQLite (unit tests) has no VARBINARY; BLOB keeps the same bytes semantics.
+    return VARBINARY(length).with_variant(LargeBinary(), "sqlite")
+
+
+class AmavisMaddr(Base):
+    """One row per mail address Amavis has seen (senders and recipients)."""
+
+    __tablename__ = "maddr"
+    __table_args__ = (UniqueConstraint("partition_tag", "email"),)
+
+    partition_tag: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    id: Mapped[int] = mapped_column(_MADDR_ID, primary_key=True, autoincrement=True)
+    email: Mapped[bytes] = mapped_column(_octets(255))
+    # Domain part with its labels reversed: user@mail.example.org -> org.example.mail.
+    domain: Mapped[str] = mapped_column(String(255))
+
+
+class AmavisMsg(Base):
+    """One row per quarantined message (`$sql_store_info_for_all_msgs = 0`)."""
+
+    __tablename__ = "msgs"
+
+    partition_tag: Mapped[int] = mapped_column(
+        Integer, primary_key=True, default=0, server_default="0", autoincrement=False
+    )
+    mail_id: Mapped[bytes] = mapped_column(_octets(16), primary_key=True)
+    secret_id: Mapped[bytes | None] = mapped_column(_octets(16), server_default="")
+    am_id: Mapped[str] = mapped_column(String(20))
+    time_num: Mapped[int] = mapped_column(_UNSIGNED_INT, index=True)
+    time_iso: Mapped[str] = mapped_column(CHAR(16))
+    sid: Mapped[int] = mapped_column(_UNSIGNED_BIGINT, index=True)
+    policy: Mapped[str | None] = mapped_column(String(255), server_default="")
+    client_addr: Mapped[str | None] = mapped_column(String(255), server_default="")
+    size: Mapped[int] = mapped_column(_UNSIGNED_INT)
+    originating: Mapped[str] = mapped_column(CHAR(1), server_default=" ")
+    # V virus, B banned, U unchecked, S spam (kill level), Y spammy (tag2), M bad MIME,
+    # H bad header, O oversized, T MTA error, C clean; NULL while being processed.
+    content: Mapped[str | None] = mapped_column(CHAR(1))
+    # ' ' none, F file, Z zipfile, B bsmtp, Q SQL, M/L mailbox.
+    quar_type: Mapped[str | None] = mapped_column(CHAR(1))
+    quar_loc: Mapped[bytes | None] = mapped_column(_octets(255), server_default="")
+    dsn_sent: Mapped[str | None] = mapped_column(CHAR(1))
+    spam_level: Mapped[float | None] = mapped_column(Float)
+    message_id: Mapped[str | None] = mapped_column(String(255), server_default="", index=True)
+    from_addr: Mapped[str | None] = mapped_column(String(255), server_default="")
+    subject: Mapped[str | None] = mapped_column(String(255), server_default="")
+    host: Mapped[str] = mapped_column(String(255))
+
+
+class AmavisMsgRcpt(Base):
+    """One row per recipient of a stored message."""
+
+    __tablename__ = "msgrcpt"
+
+    partition_tag: Mapped[int] = mapped_column(
+        Integer, primary_key=True, default=0, server_default="0", autoincrement=False
+    )
+    mail_id: Mapped[bytes] = mapped_column(_octets(16), primary_key=True, index=True)
+    rseqnum: Mapped[int] = mapped_column(
+        Integer, primary_key=True, default=0, server_default="0", autoincrement=False
+    )
+    rid: Mapped[int] = mapped_column(_UNSIGNED_BIGINT, index=True)
+    is_local: Mapped[str] = mapped_column(CHAR(1), server_default=" ")
+    content: Mapped[str] = mapped_column(CHAR(1), server_default=" ")
+    # Delivery status P pass, R reject, B bounce, D discard, T tempfail.
+    ds: Mapped[str] = mapped_column(CHAR(1))
+    # Release status, ' ' from Amavis; the controller sets R when it released the copy.
+    rs: Mapped[str] = mapped_column(CHAR(1))
+    bl: Mapped[str | None] = mapped_column(CHAR(1), server_default=" ")
+    wl: Mapped[str | None] = mapped_column(CHAR(1), server_default=" ")
+    bspam_level: Mapped[float | None] = mapped_column(Float)
+    smtp_resp: Mapped[str | None] = mapped_column(String(255), server_default="")
+
+
+class AmavisQuarantine(Base):
+    """The quarantined message itself, in chunks of octets."""
+
+    __tablename__ = "quarantine"
+
+    partition_tag: Mapped[int] = mapped_column(
+        Integer, primary_key=True, default=0, server_default="0", autoincrement=False
+    )
+    mail_id: Mapped[bytes] = mapped_column(_octets(16), primary_key=True)
+    chunk_ind: Mapped[int] = mapped_column(_UNSIGNED_INT, primary_key=True, autoincrement=False)
+    mail_text: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class DkimKey(Base):
+    """A DKIM key pair of a hosted domain (docs/design/filter-chain.md, table `dkim_keys`).
+
+    Only the public half is stored (`public_key`: the DNS `p=` value). The private key is a
+    file, `<dkim dir>/<domain>/<selector>.key`, readable by OpenDKIM's group. States:
+    `active` signs (at most one per domain), `published` is in DNS but does not sign yet
+    (a rotation waiting for DNS), `retired` no longer signs but stays in DNS so mail
+    signed with it still verifies.
+    """
+
+    __tablename__ = "dkim_keys"
+    __table_args__ = (UniqueConstraint("domain_id", "selector"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    domain_id: Mapped[int] = mapped_column(ForeignKey("domains.id", ondelete="CASCADE"))
+    selector: Mapped[str] = mapped_column(String(63))
+    algorithm: Mapped[str] = mapped_column(String(16))
+    public_key: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    activated_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+    domain: Mapped[Domain] = relationship()

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Select, delete, func, select
 from sqlalchemy.exc import IntegrityError
 
-from controller.db.models import Alias, AliasDomain, Domain, Mailbox
+from controller.db.models import Alias, AliasDomain, Domain, DomainFilterPolicy, Mailbox
 from controller.domain.access import Context
 from controller.domain.errors import Conflict, InvalidInput, NotFound
 from controller.domain.namespace import ensure_domain_name_free
@@ -144,6 +144,8 @@ def delete_domain(ctx: Context, name: str, cascade: bool = False) -> None:
         delete(Mailbox).where(Mailbox.domain_id == domain.id),
         delete(Alias).where(Alias.domain_id == domain.id),
         delete(AliasDomain).where(AliasDomain.target_domain_id == domain.id),
+        # Also ON DELETE CASCADE; explicit so it never depends on the engine's FK mode.
+        delete(DomainFilterPolicy).where(DomainFilterPolicy.domain_id == domain.id),
         delete(Domain).where(Domain.id == domain.id),
     ):
         session.execute(statement.execution_options(synchronize_session=False))

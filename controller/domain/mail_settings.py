@@ -47,6 +47,13 @@ TlsProtocols = Literal[">=TLSv1.2", ">=TLSv1.3"]
 CipherGrade = Literal["high", "medium"]
 ClientTlsLevel = Literal["may", "encrypt", "dane", "verify", "secure"]
 PostscreenAction = Literal["ignore", "enforce", "drop"]
+SpfAction = Literal["reject", "tag", "off"]
+# A postscreen DNSBL site: zone, optional reply filter (127.0.0.2, 127.0.0.[2..11],
+# 127.0.0.[2;4]), optional integer weight. Lowercase; no commas, spaces or '$'.
+_DNSBL_SITE = re.compile(
+    r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,62}"
+    r"(?:=[0-9.\[\];]{1,64})?(?:\*-?[0-9]{1,3})?"
+)
 
 DEFAULT_HOSTNAME = "mail.example.com"
 LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
@@ -75,6 +82,28 @@ def _restriction_list(values: list[str]) -> list[str]:
                 "commas, quotes, '$' or file paths"
             )
     return values
+
+
+class PostscreenAccessRule(BaseModel):
+    """One entry of postscreen's access list: a network and what to do with it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    network: str = Field(description="IPv4 network in CIDR form, e.g. 192.0.2.0/24.")
+    action: Literal["permit", "reject"] = Field(
+        description="permit: skip postscreen's tests; reject: turn the client away."
+    )
+
+    @field_validator("network")
+    @classmethod
+    def _network(cls, value: str) -> str:
+        try:
+            network = ipaddress.ip_network(value, strict=True)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a network in CIDR form ({exc})") from exc
+        if network.version != 4:
+            raise ValueError(f"{value!r}: Postfix here speaks IPv4 only (inet_protocols = ipv4)")
+        return str(network)
 
 
 class MailSettings(BaseModel):
@@ -237,6 +266,67 @@ class MailSettings(BaseModel):
         default=False, description="Deep protocol test: catch bare newlines."
     )
 
+    postscreen_dnsbl_sites: list[str] = Field(
+        default=[],
+        description="DNS blocklists postscreen asks about each new client on port 25, "
+        "each as zone[=reply filter]*weight, e.g. zen.spamhaus.org*3 or "
+        "bl.example.net=127.0.0.[2..11]*2. Empty: no DNSBL test. Public lists need a "
+        "resolver of your own (they refuse queries from big public resolvers).",
+    )
+    postscreen_dnsbl_threshold: int = Field(
+        default=3,
+        ge=1,
+        le=100,
+        description="Combined DNSBL weight at which a client is treated as listed.",
+    )
+    postscreen_dnsbl_allowlist_threshold: int = Field(
+        default=0,
+        ge=-100,
+        le=0,
+        description="A client whose combined weight is at or below this (negative) value "
+        "skips the greeting and deep protocol tests; 0 turns this off. Use it with "
+        "allow lists given negative weights, e.g. list.dnswl.org=127.0.[0..255].[1..3]*-2.",
+    )
+    postscreen_dnsbl_action: PostscreenAction = Field(
+        default="enforce",
+        description="What postscreen does with a listed client: enforce (reject each "
+        "RCPT with 550 and log the sender and recipients), drop (550 and hang up) or "
+        "ignore (log only).",
+    )
+    postscreen_access_list: list[PostscreenAccessRule] = Field(
+        default=[],
+        description="Networks postscreen lets through at once (permit: no DNSBL or "
+        "protocol tests) or turns away (reject), first match wins; checked after the "
+        "trusted networks (mynetworks).",
+    )
+
+    # --- Content filter and sender authentication (port 25) ---------------------------
+    filter_spam_network_tests: bool = Field(
+        default=True,
+        description="SpamAssassin network tests: DNS blocklists and URI blocklists, Razor "
+        "and Pyzor. Turn off on hosts without internet access (each lookup would wait "
+        "for its timeout).",
+    )
+    greylisting_enabled: bool = Field(
+        default=False,
+        description="Greylisting with postgrey: the first message from an unknown "
+        "(client, sender, recipient) triple gets 450 and is accepted when the sender "
+        "retries after the delay. Real MTAs retry; most spam bots do not.",
+    )
+    greylisting_delay_seconds: int = Field(
+        default=300,
+        ge=1,
+        le=86_400,
+        description="How long a first-time triple must wait before a retry is accepted.",
+    )
+    spf_action: SpfAction = Field(
+        default="reject",
+        description="SPF check of inbound mail (postfix-policyd-spf-python): reject "
+        "refuses mail whose HELO or MAIL FROM domain publishes an SPF record that "
+        "excludes the client (result Fail) with 550; tag only adds a Received-SPF "
+        "header; off skips the check.",
+    )
+
     # --- Dovecot -----------------------------------------------------------------------------
     dovecot_protocols: list[DovecotProtocol] = Field(
         default=["imap", "pop3", "lmtp", "sieve"],
@@ -309,6 +399,17 @@ class MailSettings(BaseModel):
     @classmethod
     def _hostname(cls, value: str) -> str:
         return _as_value_error(normalize_domain, value, "hostname")
+
+    @field_validator("postscreen_dnsbl_sites")
+    @classmethod
+    def _dnsbl_sites(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not _DNSBL_SITE.fullmatch(value):
+                raise ValueError(
+                    f"{value!r} is not a DNSBL site: use zone[=reply filter]*weight, e.g. "
+                    "zen.spamhaus.org*3 or bl.example.net=127.0.0.[2..11]*2 (lowercase)"
+                )
+        return values
 
     @field_validator("origin")
     @classmethod

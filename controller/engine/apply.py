@@ -49,7 +49,7 @@ from controller.domain.mail_settings import (
 )
 from controller.domain.pagination import Page, PageRequest, paginate
 from controller.domain.setting_rows import load_stored, save_stored
-from controller.engine.desired import MANAGED_SERVICES, desired_releases, secret_values
+from controller.engine.desired import desired_releases, managed_services, secret_values
 from controller.runtime import Replica, Runtime
 from controller.services.certificates import ensure_certificate
 from controller.services.certificates import restore as restore_certificate
@@ -210,7 +210,7 @@ class ConfigEngine:
             reverse=True,
         )
         services: dict[str, Any] = {}
-        for service in MANAGED_SERVICES:
+        for service in managed_services(self.settings):
             store = ReleaseStore(self.settings.config_dir / service.name)
             release = releases[service.name]
             committed = store.current_name()
@@ -309,7 +309,7 @@ class ConfigEngine:
                 stored = load_stored(session)
             meta = ApplyMeta(actor, None, trigger, changes, stored)
             rollouts = []
-            for service in MANAGED_SERVICES:
+            for service in managed_services(self.settings):
                 store = ReleaseStore(self.settings.config_dir / service.name)
                 committed = store.current_name()
                 if committed is None:
@@ -343,7 +343,7 @@ class ConfigEngine:
         """Write the desired releases (not live) and work out which services need them."""
         releases = desired_releases(self.settings, target)
         rollouts = []
-        for service in MANAGED_SERVICES:
+        for service in managed_services(self.settings):
             store = ReleaseStore(self.settings.config_dir / service.name)
             release = releases[service.name]
             committed = store.current_name()

@@ -9,18 +9,22 @@ from __future__ import annotations
 from typing import Any
 
 from controller.domain.mail_settings import MailSettings
-from controller.services import dovecot, postfix
+from controller.services import amavis, dovecot, opendkim, postfix, postgrey
 from controller.services.certificates import paths as certificate_paths
 from controller.services.managed import ManagedService
+from controller.services.network import network_of
 from controller.services.rendering import Release, render_release
 from controller.services.secret_files import ensure_secret, read_secret
 from controller.settings import Settings
 
 MAIL_ROOT = "/var/vmail"
 
-# Dependency order for reloads: Postfix delivers to Dovecot (LMTP) and asks it about
-# logins (SASL) and quotas, so Dovecot goes first.
-MANAGED_SERVICES: tuple[ManagedService, ...] = (dovecot.DOVECOT, postfix.POSTFIX)
+
+def internal_network(settings: Settings) -> str:
+    """The internal network's CIDR (see controller/services/network.py)."""
+    if settings.internal_network is None:
+        settings.internal_network = network_of(settings.db_host)
+    return settings.internal_network
 
 
 def _common_context(settings: Settings, mail: MailSettings) -> dict[str, Any]:
@@ -47,11 +51,24 @@ def secret_values(settings: Settings, mail: MailSettings) -> list[str]:
     values = [
         read_secret(settings.secrets_dir / "db-postfix-password"),
         read_secret(settings.secrets_dir / "db-dovecot-password"),
+        read_secret(settings.secrets_dir / "db-amavis-password"),
+        read_secret(settings.secrets_dir / opendkim.PASSWORD_FILE_NAME),
         doveadm_api_key(settings),
     ]
     if mail.relayhost_password is not None:
         values.append(mail.relayhost_password.get_secret_value())
     return [value for value in values if value]
+
+
+def managed_services(settings: Settings) -> tuple[ManagedService, ...]:
+    """The services the controller renders and reloads, in dependency order: Postfix
+    delivers to Dovecot (LMTP), asks it about logins and quotas, and hands mail to
+    Amavis, OpenDKIM and postgrey, so all of those go before it."""
+    services = [dovecot.DOVECOT, opendkim.OPENDKIM, postgrey.POSTGREY]
+    if settings.filter_mode != "off":
+        services.append(amavis.AMAVIS)
+    services.append(postfix.POSTFIX)
+    return tuple(services)
 
 
 def desired_releases(settings: Settings, mail: MailSettings) -> dict[str, Release]:
@@ -62,6 +79,17 @@ def desired_releases(settings: Settings, mail: MailSettings) -> dict[str, Releas
         "db_user": "mailyard_postfix",
         "db_password": read_secret(settings.secrets_dir / "db-postfix-password"),
         "relayhost_password": password.get_secret_value() if password is not None else "",
+        "filter_mode": settings.filter_mode,
+        "amavis_host": settings.amavis_host,
+        "amavis_inbound_port": amavis.INBOUND_PORT,
+        "amavis_originating_port": amavis.ORIGINATING_PORT,
+        "amavis_max_servers": amavis.MAX_SERVERS,
+        "reinject_port": postfix.REINJECT_PORT,
+        "internal_network": internal_network(settings),
+        "opendkim_host": settings.opendkim_host,
+        "opendkim_ports": [opendkim.MILTER_PORT, opendkim.MILTER_PORT_ED25519],
+        "postgrey_host": settings.postgrey_host,
+        "postgrey_port": postgrey.POLICY_PORT,
     }
     dovecot_context = {
         **common,
@@ -71,11 +99,33 @@ def desired_releases(settings: Settings, mail: MailSettings) -> dict[str, Releas
         "doveadm_port": settings.doveadm_port,
         "vmail_uid": dovecot.VMAIL_UID,
         "mail_root": MAIL_ROOT,
+        "junk_sieve": dovecot.JUNK_SIEVE,
     }
-    contexts = {postfix.SERVICE: postfix_context, dovecot.SERVICE: dovecot_context}
+    amavis_context = {
+        **common,
+        "db_user": "mailyard_amavis",
+        "db_password": read_secret(settings.secrets_dir / "db-amavis-password"),
+        "filter_mode": settings.filter_mode,
+        "clamd_host": settings.clamd_host,
+        "clamd_port": amavis.CLAMD_PORT,
+        "reinject_host": settings.postfix_host,
+        "reinject_port": postfix.REINJECT_PORT,
+    }
+    contexts = {
+        postfix.SERVICE: postfix_context,
+        dovecot.SERVICE: dovecot_context,
+        amavis.SERVICE: amavis_context,
+        postgrey.SERVICE: common,
+        opendkim.SERVICE: opendkim.context(
+            db_host=settings.db_host,
+            db_port=settings.db_port,
+            db_name=settings.db_name,
+            db_password=read_secret(settings.secrets_dir / opendkim.PASSWORD_FILE_NAME),
+        ),
+    }
     return {
         service.name: render_release(
             settings.templates_dir, service.name, service.templates, contexts[service.name]
         )
-        for service in MANAGED_SERVICES
+        for service in managed_services(settings)
     }

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from controller.db.grants import apply_service_grants
 from controller.db.migrate import upgrade_to_head
+from controller.domain import dkim
 from controller.domain.errors import MailyardError
 from controller.domain.tokens import bootstrap_admin_token
 from controller.engine.apply import ConfigEngine
@@ -52,6 +53,11 @@ def prepare(
     upgrade_to_head(engine)
     apply_service_grants(engine, settings.db_name)
     token_file = settings.state_dir / ADMIN_TOKEN_FILE
+    # Domains created before DKIM existed get a key.
+    with sessions.begin() as session:
+        signed = dkim.ensure_all_domains(session, dkim.KeyStore(settings.resolved_dkim_dir()))
+    if signed:
+        log.info("created DKIM keys for %d domain(s) that had none", len(signed))
     with sessions() as session:
         if bootstrap_admin_token(session, keep=lambda secret: write_secret(token_file, secret)):
             log.info(

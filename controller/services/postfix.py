@@ -18,6 +18,8 @@ from controller.services.rendering import TemplateFile
 
 SERVICE = "postfix"
 POSTFIX_GID = 200
+# Where Amavis hands filtered mail back (master.cf; trusted from the internal network).
+REINJECT_PORT = 10025
 
 SQL_MAPS = (
     "virtual_mailbox_domains",
@@ -34,6 +36,8 @@ SQL_MAPS = (
 TEMPLATES: tuple[TemplateFile, ...] = (
     TemplateFile("main.cf.j2", "main.cf"),
     TemplateFile("master.cf.j2", "master.cf"),
+    # postfix-policyd-spf-python's options (spawned from master.cf).
+    TemplateFile("policyd-spf.conf.j2", "policyd-spf.conf"),
     # SASL credentials for the relayhost (texthash: no postmap needed).
     TemplateFile("relay_passwords.j2", "relay_passwords", mode=0o640, gid=POSTFIX_GID),
     *(

@@ -13,7 +13,7 @@ database=${MAILYARD_DB_NAME:-mailyard}
 
 umask 077
 mkdir -p "$secrets_dir"
-for user in controller postfix dovecot; do
+for user in controller postfix dovecot amavis opendkim; do
   file="$secrets_dir/db-$user-password"
   if [ ! -s "$file" ]; then
     # 32 characters from [A-Za-z0-9]: safe inside SQL, Postfix and Dovecot config quoting.
@@ -42,12 +42,16 @@ CREATE DATABASE IF NOT EXISTS \`$database\` CHARACTER SET utf8mb4 COLLATE utf8mb
 CREATE USER IF NOT EXISTS 'mailyard'@'%';
 ALTER USER 'mailyard'@'%' IDENTIFIED BY '$(password controller)';
 GRANT ALL PRIVILEGES ON \`$database\`.* TO 'mailyard'@'%' WITH GRANT OPTION;
--- Postfix and Dovecot get table and column grants from the controller after each
+-- Postfix, Dovecot, Amavis and OpenDKIM get table and column grants from the controller after each
 -- migration (least privilege: Postfix never sees password hashes).
 CREATE USER IF NOT EXISTS 'mailyard_postfix'@'%';
 ALTER USER 'mailyard_postfix'@'%' IDENTIFIED BY '$(password postfix)';
 CREATE USER IF NOT EXISTS 'mailyard_dovecot'@'%';
 ALTER USER 'mailyard_dovecot'@'%' IDENTIFIED BY '$(password dovecot)';
+CREATE USER IF NOT EXISTS 'mailyard_amavis'@'%';
+ALTER USER 'mailyard_amavis'@'%' IDENTIFIED BY '$(password amavis)';
+CREATE USER IF NOT EXISTS 'mailyard_opendkim'@'%';
+ALTER USER 'mailyard_opendkim'@'%' IDENTIFIED BY '$(password opendkim)';
 FLUSH PRIVILEGES;
 SQL
 chown mysql:mysql "$init_file"

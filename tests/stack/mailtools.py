@@ -103,11 +103,11 @@ def imap_message_ids(
 
 
 def imap_fetch(
-    host: str, port: int, user: str, password: str, message_id: str
+    host: str, port: int, user: str, password: str, message_id: str, *, folder: str = "INBOX"
 ) -> email.message.Message | None:
     with imaplib.IMAP4_SSL(host, port, ssl_context=insecure_tls(), timeout=15) as client:
         client.login(user, password)
-        client.select("INBOX", readonly=True)
+        client.select(folder, readonly=True)
         _, data = client.search(None, "HEADER", "Message-ID", message_id)
         numbers = data[0].split()
         if not numbers:

@@ -35,6 +35,8 @@ DEFAULT_PASSWORD = "correct horse battery"
 # The database passwords the db container would generate; the templates need them.
 POSTFIX_DB_PASSWORD = "pf-secret-0123456789"
 DOVECOT_DB_PASSWORD = "dc-secret-9876543210"
+AMAVIS_DB_PASSWORD = "am-secret-5555555555"
+OPENDKIM_DB_PASSWORD = "od-secret-7777777777"
 
 # Every table the API writes to, with the columns that make up its visible state.
 # api_tokens.last_used_at is left out: authenticating a request updates it by design.
@@ -99,6 +101,8 @@ def settings(tmp_path: Path) -> Settings:
     secrets_dir.mkdir()
     (secrets_dir / "db-postfix-password").write_text(POSTFIX_DB_PASSWORD + "\n")
     (secrets_dir / "db-dovecot-password").write_text(DOVECOT_DB_PASSWORD + "\n")
+    (secrets_dir / "db-amavis-password").write_text(AMAVIS_DB_PASSWORD + "\n")
+    (secrets_dir / "db-opendkim-password").write_text(OPENDKIM_DB_PASSWORD + "\n")
     return Settings(
         hostname="mail.example.com",
         relayhost="",
@@ -110,6 +114,8 @@ def settings(tmp_path: Path) -> Settings:
         state_dir=tmp_path / "state",
         config_dir=tmp_path / "config",
         certs_dir=tmp_path / "certs",
+        # In a container it is read from the routing table (controller/services/network.py).
+        internal_network="172.30.0.0/16",
     )
 
 

@@ -41,6 +41,7 @@ def run(
     monkeypatch.setattr("controller.wiring.connect", lambda _project=None: None)
     # No Dovecot here: the credentials hook must find no replica to flush, not hang.
     monkeypatch.setenv("MAILYARD_DOVECOT_HOST", "dovecot.invalid")
+    monkeypatch.setenv("MAILYARD_INTERNAL_NETWORK", settings.internal_network or "")
     get_settings.cache_clear()
 
     def invoke(*args: str, stdin: str | None = None) -> tuple[int, str, str]:
@@ -342,10 +343,13 @@ def test_config_plan_and_applies(
     plan = json.loads(out)
     assert {name: service["changed"] for name, service in plan["services"].items()} == {
         "dovecot": False,
+        "opendkim": False,
+        "postgrey": False,
+        "amavis": False,
         "postfix": False,
     }
     code, out, _ = run("config", "plan")
-    assert out.count("(up to date)") == 2
+    assert out.count("(up to date)") == 5
     code, out, _ = run("config", "applies", "--json")
     assert [(row["actor"], row["status"]) for row in json.loads(out)] == [("startup", "succeeded")]
     code, out, _ = run("config", "reconcile")

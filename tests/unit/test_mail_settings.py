@@ -145,6 +145,27 @@ INJECTIONS = [
     # Postscreen
     ("postscreen_greet_action", "reject"),
     ("postscreen_blacklist_action", "drop\n"),
+    ("postscreen_dnsbl_sites", ["zen.spamhaus.org*3\nmynetworks = 0.0.0.0/0"]),
+    ("postscreen_dnsbl_sites", ["zen.spamhaus.org*3, evil.example"]),
+    ("postscreen_dnsbl_sites", ["Zen.Spamhaus.org"]),
+    ("postscreen_dnsbl_sites", ["zen.spamhaus.org*x"]),
+    ("postscreen_dnsbl_sites", ["zen.spamhaus.org=$x"]),
+    ("postscreen_dnsbl_sites", ["localhost"]),
+    ("postscreen_dnsbl_sites", "zen.spamhaus.org"),
+    ("postscreen_dnsbl_threshold", 0),
+    ("postscreen_dnsbl_allowlist_threshold", 1),
+    ("postscreen_dnsbl_action", "reject"),
+    ("postscreen_access_list", [{"network": "10.0.0.0/8", "action": "allow"}]),
+    ("postscreen_access_list", [{"network": "10.0.0.1/8", "action": "permit"}]),
+    ("postscreen_access_list", [{"network": "2001:db8::/32", "action": "permit"}]),
+    ("postscreen_access_list", [{"network": "10.0.0.0/8 permit}, {0.0.0.0/0", "action": "permit"}]),
+    ("postscreen_access_list", [{"network": "10.0.0.0/8", "action": "permit", "x": 1}]),
+    # Content filter and sender authentication
+    ("filter_spam_network_tests", "yes"),
+    ("greylisting_enabled", 1),
+    ("greylisting_delay_seconds", 0),
+    ("greylisting_delay_seconds", 86_401),
+    ("spf_action", "softfail"),
     # Dovecot
     ("dovecot_protocols", ["imap", "pop3"]),
     ("dovecot_protocols", []),
@@ -621,3 +642,21 @@ def test_acme_settings_round_trip_through_storage() -> None:
     stored = storable(settings, {})
     assert stored == values
     assert build(json.loads(json.dumps(stored)), {}) == settings
+
+
+def test_postscreen_lists_accept_what_postfix_documents() -> None:
+    settings = build(
+        {
+            "postscreen_dnsbl_sites": [
+                "zen.spamhaus.org*3",
+                "list.dnswl.org=127.0.[0..255].[1..3]*-2",
+            ],
+            "postscreen_access_list": [{"network": "192.0.2.0/24", "action": "reject"}],
+        },
+        {},
+    )
+    assert settings.postscreen_dnsbl_sites[1] == "list.dnswl.org=127.0.[0..255].[1..3]*-2"
+    assert settings.postscreen_access_list[0].network == "192.0.2.0/24"
+    assert public_values(settings)["postscreen_access_list"] == [
+        {"network": "192.0.2.0/24", "action": "reject"}
+    ]

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from controller.domain.errors import InvalidInput
 from controller.domain.mail_settings import MIB, SETTING_NAMES, MailSettings, build
 from controller.engine.desired import desired_releases
-from controller.services import dovecot, postfix
+from controller.services import amavis, dovecot, postfix, postgrey
 from controller.services.rendering import (
     MANIFEST,
     RELEASE_NAME,
@@ -126,7 +126,7 @@ def test_no_template_syntax_is_left_anywhere(settings: Settings) -> None:
 
 def test_dovecot_release(settings: Settings) -> None:
     files = _files(_desired(settings)[dovecot.SERVICE])
-    assert set(files) == {"dovecot.conf", "dovecot-sql.conf.ext"}
+    assert set(files) == {"dovecot.conf", "dovecot-sql.conf.ext", "spam-to-junk.sieve"}
     conf = files["dovecot.conf"]
     # Reloads must not cut open IMAP/POP3 sessions.
     assert re.search(r"^shutdown_clients = no$", conf, re.MULTILINE)
@@ -564,6 +564,18 @@ EVERY_SETTING_CHANGED: dict[str, Any] = {
     "mail_process_limit": 777,
     "max_userip_connections": 7,
     "smtp_listen_address": "192.0.2.10",
+    "postscreen_dnsbl_sites": ["zen.spamhaus.org*3", "list.dnswl.org=127.0.[0..255].[1..3]*-2"],
+    "postscreen_dnsbl_threshold": 4,
+    "postscreen_dnsbl_allowlist_threshold": -2,
+    "postscreen_dnsbl_action": "drop",
+    "postscreen_access_list": [
+        {"network": "192.0.2.0/24", "action": "permit"},
+        {"network": "198.51.100.0/24", "action": "reject"},
+    ],
+    "filter_spam_network_tests": False,
+    "greylisting_enabled": True,
+    "greylisting_delay_seconds": 120,
+    "spf_action": "tag",
 }
 # Settings that change no file (they act in the controller itself).
 # Settings the controller itself uses (mailbox defaults, the ACME client): no daemon
@@ -612,6 +624,8 @@ def test_every_setting_reaches_main_cf_master_cf_or_dovecot_conf(settings: Setti
     # Mailyard's own checks stay around the configurable list.
     assert main["smtpd_recipient_restrictions"] == (
         "reject_rbl_client, zen.spamhaus.org=127.0.0.[2..11], "
+        "check_policy_service unix:private/policyd-spf, "
+        "check_policy_service inet:postgrey:10023, "
         "check_policy_service inet:dovecot:12340"
     )
     assert main["smtpd_relay_restrictions"] == (
@@ -638,6 +652,21 @@ def test_every_setting_reaches_main_cf_master_cf_or_dovecot_conf(settings: Setti
     assert main["postscreen_pipelining_enable"] == "yes"
     assert main["postscreen_non_smtp_command_enable"] == "yes"
     assert main["postscreen_bare_newline_enable"] == "yes"
+    assert main["postscreen_dnsbl_sites"] == (
+        "zen.spamhaus.org*3, list.dnswl.org=127.0.[0..255].[1..3]*-2"
+    )
+    assert main["postscreen_dnsbl_threshold"] == "4"
+    assert main["postscreen_dnsbl_allowlist_threshold"] == "-2"
+    assert main["postscreen_dnsbl_action"] == "drop"
+    assert main["postscreen_access_list"] == (
+        "permit_mynetworks, cidr:{ { 192.0.2.0/24 permit }, { 198.51.100.0/24 reject } }"
+    )
+    # SPF only tags; greylisting waits 120 s; SpamAssassin stays offline.
+    spf = postfix_files["policyd-spf.conf"]
+    assert re.search(r"^Mail_From_reject = False$", spf, re.M)
+    assert "--delay=120" in _files(releases[postgrey.SERVICE])["postgrey.args"]
+    amavis_conf = _files(releases[amavis.SERVICE])["amavisd.conf"]
+    assert re.search(r"^\$sa_local_tests_only\s*=\s*1;", amavis_conf, re.M), amavis_conf
     # The password is only in relay_passwords, never in main.cf.
     assert "pa55 word!" not in postfix_files["main.cf"]
     assert postfix_files["relay_passwords"] == (

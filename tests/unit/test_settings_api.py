@@ -344,6 +344,9 @@ def test_plan_without_proposals_shows_no_change(admin: TestClient, committed: Co
         assert plan["changes"] == []
         assert {name: s["changed"] for name, s in plan["services"].items()} == {
             "dovecot": False,
+            "opendkim": False,
+            "postgrey": False,
+            "amavis": False,
             "postfix": False,
         }
 

@@ -29,6 +29,8 @@ def settings(tmp_path: Path, database_file: Path) -> Settings:
     secrets_dir.mkdir()
     (secrets_dir / "db-postfix-password").write_text("pf-secret\n")
     (secrets_dir / "db-dovecot-password").write_text("dc-secret\n")
+    (secrets_dir / "db-amavis-password").write_text("am-secret\n")
+    (secrets_dir / "db-opendkim-password").write_text("od-secret\n")
     return Settings(
         hostname="mail.example.com",
         relayhost="",
@@ -38,6 +40,8 @@ def settings(tmp_path: Path, database_file: Path) -> Settings:
         config_dir=tmp_path / "config",
         certs_dir=tmp_path / "certs",
         db_wait_seconds=5,
+        internal_network="172.30.0.0/16",
+        dkim_dir=tmp_path / "dkim",
     )
 
 

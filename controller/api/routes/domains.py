@@ -7,8 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from controller.api.deps import ContextDep, PageDep
+from controller.api.routes.dkim import KeyStoreDep, forget_domain_keys, give_new_domain_a_key
 from controller.api.schemas import DomainCreate, DomainPublic, DomainUpdate, Page, page_of
 from controller.domain import domains
+from controller.domain.validation import normalize_domain
 
 router = APIRouter(prefix="/domains", tags=["domains"])
 
@@ -20,8 +22,10 @@ def list_domains(ctx: ContextDep, page: PageDep) -> Page[DomainPublic]:
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
-def create_domain(ctx: ContextDep, body: DomainCreate) -> DomainPublic:
-    return DomainPublic.of(domains.create_domain(ctx, body.name, body.description, body.active))
+def create_domain(ctx: ContextDep, keys: KeyStoreDep, body: DomainCreate) -> DomainPublic:
+    domain = domains.create_domain(ctx, body.name, body.description, body.active)
+    give_new_domain_a_key(ctx, domain, keys)  # DKIM: an active key from the start
+    return DomainPublic.of(domain)
 
 
 @router.get("/{name}")
@@ -38,10 +42,12 @@ def update_domain(ctx: ContextDep, name: str, body: DomainUpdate) -> DomainPubli
 @router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_domain(
     ctx: ContextDep,
+    keys: KeyStoreDep,
     name: str,
     cascade: Annotated[
         bool, Query(description="Also delete the domain's mailboxes, aliases and alias domains.")
     ] = False,
 ) -> Response:
     domains.delete_domain(ctx, name, cascade=cascade)
+    forget_domain_keys(normalize_domain(name), keys)  # DKIM key files (rows cascaded)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

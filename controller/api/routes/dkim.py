@@ -1,0 +1,132 @@
+"""/api/v1/domains/{name}/dkim and /api/v1/domains/{name}/dns
+
+Admin and domain-scoped tokens (a scoped token manages the keys of its own domains; out
+of scope answers 404 like everything else). Private keys are never returned.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response, status
+from fastapi.responses import PlainTextResponse
+
+from controller.api.deps import ContextDep
+from controller.api.schemas import DkimKeyPublic, DkimKeys, DkimRotate, DnsRecordPublic, DnsRecords
+from controller.db.models import Domain
+from controller.domain import dkim, dns_records
+from controller.domain.access import Context
+from controller.engine.apply import ConfigEngine
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/domains", tags=["dkim", "dns"])
+
+
+def key_store(request: Request) -> dkim.KeyStore:
+    engine: ConfigEngine = request.app.state.config
+    return dkim.KeyStore(engine.settings.resolved_dkim_dir())
+
+
+KeyStoreDep = Annotated[dkim.KeyStore, Depends(key_store)]
+
+
+def give_new_domain_a_key(ctx: Context, domain: Domain, store: dkim.KeyStore) -> None:
+    """Called by POST /domains after the domain is committed. A failure to write the key
+    does not undo the domain: it is logged, and POST .../dkim/rotate (or the next
+    controller start, see dkim.ensure_all_domains) makes the key."""
+    try:
+        dkim.ensure_domain_key(ctx.session, domain, store)
+    except OSError as exc:
+        log.warning("could not create a DKIM key for %s: %s", domain.name, exc)
+
+
+def forget_domain_keys(name: str, store: dkim.KeyStore) -> None:
+    """Called by DELETE /domains/{name} after the domain (and its key rows) are gone."""
+    dkim.forget_domain(store, name)
+
+
+@router.get("/{name}/dkim")
+def list_dkim_keys(ctx: ContextDep, name: str) -> DkimKeys:
+    domain, keys = dkim.list_keys(ctx, name)
+    return DkimKeys(domain=domain.name, keys=[DkimKeyPublic.of(key, domain.name) for key in keys])
+
+
+@router.post("/{name}/dkim/rotate", status_code=status.HTTP_201_CREATED)
+def rotate_dkim_key(
+    ctx: ContextDep,
+    store: KeyStoreDep,
+    name: str,
+    body: Annotated[DkimRotate | None, Body()] = None,
+) -> DkimKeyPublic:
+    """A new key, `published`: put its record in DNS, wait for it to be visible, then
+    activate it. A domain without an active key gets the new key active at once."""
+    key = dkim.rotate(ctx, name, store, body.algorithm if body else None)
+    return DkimKeyPublic.of(key, key.domain.name)
+
+
+@router.post("/{name}/dkim/{selector}/activate")
+def activate_dkim_key(ctx: ContextDep, name: str, selector: str) -> DkimKeyPublic:
+    """Sign with this key from the next message on; the previous key becomes `retired`."""
+    key = dkim.activate(ctx, name, selector)
+    return DkimKeyPublic.of(key, key.domain.name)
+
+
+@router.delete("/{name}/dkim/{selector}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_dkim_key(ctx: ContextDep, store: KeyStoreDep, name: str, selector: str) -> Response:
+    """Delete a key that does not sign, and its private key file (422 for the active key)."""
+    dkim.delete_key(ctx, name, selector, store)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get(
+    "/{name}/dns",
+    response_model=DnsRecords,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
+def dns(
+    request: Request,
+    ctx: ContextDep,
+    name: str,
+    format: Annotated[
+        Literal["json", "zone"] | None,
+        Query(description="json (default) or zone (zone-file text)."),
+    ] = None,
+    accept: Annotated[str, Header()] = "",
+) -> Response | DnsRecords:
+    """What to publish in DNS for this domain: MX, SPF, DKIM, DMARC, autoconfig,
+    autodiscover and SRV records, plus advice for the host's A/AAAA/PTR records. As JSON,
+    or as zone-file text with `?format=zone` or `Accept: text/plain`."""
+    domain, keys = dkim.list_keys(ctx, name)
+    engine: ConfigEngine = request.app.state.config
+    mail = engine.current_settings()
+    records = dns_records.domain_records(
+        domain.name,
+        mail.hostname,
+        [dns_records.DkimRecordInput(k.selector, k.algorithm, k.public_key, k.state) for k in keys],
+        protocols=list(mail.dovecot_protocols),
+        ipv4=engine.settings.public_ipv4 or None,
+        ipv6=engine.settings.public_ipv6 or None,
+    )
+    wants_text = format == "zone" or (
+        format is None and "text/plain" in accept and "application/json" not in accept
+    )
+    if wants_text:
+        return PlainTextResponse(dns_records.zone_text(domain.name, records))
+    return DnsRecords(
+        domain=domain.name,
+        hostname=mail.hostname,
+        records=[
+            DnsRecordPublic(
+                name=r.name,
+                type=r.type,
+                ttl=r.ttl,
+                value=r.value,
+                purpose=r.purpose,
+                section=r.section,
+                placeholder=r.placeholder,
+            )
+            for r in records
+        ],
+    )

@@ -1,0 +1,61 @@
+"""Amavis (amavisd-new with SpamAssassin): the file Mailyard renders for it, and how a
+release is checked, reloaded and gated.
+
+Contract with images/amavis (docs/design/filter-chain.md): group id 220 is `amavis`
+(amavisd.conf holds the database password, so it is root:amavis 0640), releases
+appear under /etc/mailyard/amavis/releases, the running one at /etc/mailyard/active,
+and the image has mailyard-amavis-validate, mailyard-amavis-reload,
+mailyard-amavis-healthcheck and mailyard-activate.
+
+Template context (controller/engine/desired.py): `s` (hostname,
+filter_spam_network_tests), db_host, db_name, db_user, db_password, filter_mode
+("full" | "no-clamav" | "off"), clamd_host, clamd_port, reinject_host, reinject_port.
+"""
+
+from __future__ import annotations
+
+from controller.runtime import Replica, Runtime
+from controller.services.managed import ManagedService, Validation
+from controller.services.rendering import TemplateFile
+
+SERVICE = "amavis"
+AMAVIS_GID = 220
+DB_USER = "mailyard_amavis"
+INBOUND_PORT = 10024  # Postfix's content_filter for mail from outside
+ORIGINATING_PORT = 10026  # Postfix's content_filter for submission (587/465)
+PDP_PORT = 9998  # AM.PDP: quarantine release
+# amavisd's child processes (amavisd.conf $max_servers): Postfix's transport to Amavis
+# must not open more connections at once than this.
+MAX_SERVERS = 2
+CLAMD_HOST = "clamav"
+CLAMD_PORT = 3310
+
+TEMPLATES: tuple[TemplateFile, ...] = (
+    TemplateFile("amavisd.conf.j2", "amavisd.conf", mode=0o640, gid=AMAVIS_GID),
+)
+
+
+def validate(runtime: Runtime, replica: Replica, release_path: str) -> Validation:
+    """`amavisd -c FILE test-config` on the staged amavisd.conf (images/amavis/validate.sh):
+    amavisd's own loader evaluates the file and checks that user amavis can read it;
+    the running daemon is not touched."""
+    result = runtime.exec(replica, ["mailyard-amavis-validate", f"{release_path}/amavisd.conf"])
+    lines = [line.strip() for line in result.output.splitlines() if line.strip()]
+    if result.ok:
+        # amavisd prints only notices on success (e.g. a retired variable).
+        return Validation(warnings=lines)
+    errors = [line for line in lines if not line.startswith("amavisd test-config failed")]
+    if not errors:
+        errors = lines or [f"mailyard-amavis-validate exited {result.exit_code}"]
+    return Validation(errors=errors)
+
+
+AMAVIS = ManagedService(
+    name=SERVICE,
+    templates=TEMPLATES,
+    validate=validate,
+    # SIGHUP through `amavisd reload`; returns once the re-executed daemon answers SMTP.
+    reload=("mailyard-amavis-reload",),
+    # `timeout`: a check that hangs must not stall the gate past its deadline.
+    gate=("timeout", "10", "mailyard-amavis-healthcheck"),
+)
