@@ -15,6 +15,7 @@ import sys
 import uuid
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 import httpx
 
@@ -82,7 +83,7 @@ class Stack:
         self.env.update({key: str(value) for key, value in self.ports.items()})
         self.compose = compose_command()
 
-    def __enter__(self) -> Stack:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -111,14 +112,20 @@ class Stack:
     def up(self) -> None:
         self.run("up", "-d", "--no-build")
 
+    def services(self) -> list[str]:
+        """The services of the compose file(s) in use (one container each, no scaling)."""
+        return self.run("config", "--services").stdout.split()
+
     def healthy(self) -> bool:
         ids = self.run("ps", "-q").stdout.split()
+        if not ids:
+            return False
         states = json.loads(
             subprocess.run(
                 ["docker", "inspect", *ids], capture_output=True, text=True, check=True
             ).stdout
         )
-        return len(states) == 4 and all(
+        return len(states) == len(self.services()) and all(
             (s["State"].get("Health") or {}).get("Status") == "healthy" for s in states
         )
 

@@ -94,7 +94,7 @@ def main() -> int:
         "",
         "| figure | value |",
         "| --- | --- |",
-        f"| `up -d` to all four services healthy | {to_healthy:.1f} s |",
+        f"| `up -d` to all services healthy | {to_healthy:.1f} s |",
         f"| `up -d` to first message accepted on port 25 (incl. creating domain and mailbox) "
         f"| {first_accepted:.1f} s |",
         f"| `up -d` to that message readable over IMAPS | {first_delivered:.1f} s |",

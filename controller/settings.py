@@ -113,8 +113,11 @@ class Settings(BaseSettings):
         description="CIDR of the internal compose network, trusted by Postfix's "
         "re-injection port (10025); found from the routing table when unset.",
     )
-    postfix_host: str = Field(
-        default="postfix", description="Postfix's name on the internal network (re-injection)."
+    reinject_host: str = Field(
+        default="postfix-internal",
+        description="Postfix's alias on the internal network only (compose.yaml), where "
+        "Amavis re-injects filtered mail: the plain service name may resolve to the edge "
+        "network, which the re-injection port does not trust.",
     )
     clamd_host: str = Field(default="clamav", description="clamd's name on the internal network.")
     postgrey_host: str = Field(

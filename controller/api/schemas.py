@@ -390,6 +390,7 @@ class QuarantineEntryPublic(BaseModel):
     )
     subject: str
     from_header: str = Field(description="The From: header field.")
+    message_id: str = Field(description="The Message-ID: header field.")
     spam_score: float | None
     size: int = Field(description="Bytes.")
 
@@ -406,6 +407,7 @@ class QuarantineEntryPublic(BaseModel):
             ],
             subject=entry.subject,
             from_header=entry.from_header,
+            message_id=entry.message_id,
             spam_score=entry.spam_score,
             size=entry.size,
         )

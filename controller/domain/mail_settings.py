@@ -607,5 +607,9 @@ def storable(settings: MailSettings, defaults: Mapping[str, Any]) -> dict[str, A
         value = getattr(settings, name)
         if value == getattr(baseline, name):
             continue
-        stored[name] = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if isinstance(value, SecretStr):
+            stored[name] = value.get_secret_value()
+        else:
+            # JSON types only (nested models such as postscreen_access_list as dicts).
+            stored[name] = settings.model_dump(mode="json", include={name})[name]
     return stored

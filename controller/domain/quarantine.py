@@ -65,6 +65,7 @@ class QuarantineEntry:
     recipients: tuple[QuarantineRecipient, ...]
     subject: str
     from_header: str
+    message_id: str
     spam_score: float | None
     size: int
 
@@ -177,6 +178,7 @@ def _entry(message: AmavisMsg, sender: str, recipients: Sequence[_Recipient]) ->
         recipients=tuple(QuarantineRecipient(r.address, r.released) for r in recipients),
         subject=_text(message.subject),
         from_header=_text(message.from_addr),
+        message_id=_text(message.message_id),
         spam_score=message.spam_level,
         size=message.size,
     )

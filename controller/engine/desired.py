@@ -6,24 +6,34 @@ are), and secrets generated at first start (database passwords, doveadm API key)
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from controller.domain.mail_settings import MailSettings
 from controller.services import amavis, dovecot, opendkim, postfix, postgrey
 from controller.services.certificates import paths as certificate_paths
 from controller.services.managed import ManagedService
-from controller.services.network import network_of
+from controller.services.network import NetworkUnknown, network_of
 from controller.services.rendering import Release, render_release
 from controller.services.secret_files import ensure_secret, read_secret
 from controller.settings import Settings
 
 MAIL_ROOT = "/var/vmail"
+NOTHING_TRUSTED = "127.0.0.1/32"
+
+log = logging.getLogger(__name__)
 
 
 def internal_network(settings: Settings) -> str:
-    """The internal network's CIDR (see controller/services/network.py)."""
+    """The internal network's CIDR (see controller/services/network.py). If it cannot be
+    found, nothing is trusted on the re-injection port: filtered mail then waits in
+    Postfix's queue (deferred) and the log says why, instead of an open relay."""
     if settings.internal_network is None:
-        settings.internal_network = network_of(settings.db_host)
+        try:
+            settings.internal_network = network_of(settings.db_host)
+        except NetworkUnknown as exc:
+            log.warning("re-injection from Amavis will be refused: %s", exc)
+            return NOTHING_TRUSTED
     return settings.internal_network
 
 
@@ -85,7 +95,9 @@ def desired_releases(settings: Settings, mail: MailSettings) -> dict[str, Releas
         "amavis_originating_port": amavis.ORIGINATING_PORT,
         "amavis_max_servers": amavis.MAX_SERVERS,
         "reinject_port": postfix.REINJECT_PORT,
-        "internal_network": internal_network(settings),
+        "internal_network": (
+            internal_network(settings) if settings.filter_mode != "off" else NOTHING_TRUSTED
+        ),
         "opendkim_host": settings.opendkim_host,
         "opendkim_ports": [opendkim.MILTER_PORT, opendkim.MILTER_PORT_ED25519],
         "postgrey_host": settings.postgrey_host,
@@ -108,7 +120,7 @@ def desired_releases(settings: Settings, mail: MailSettings) -> dict[str, Releas
         "filter_mode": settings.filter_mode,
         "clamd_host": settings.clamd_host,
         "clamd_port": amavis.CLAMD_PORT,
-        "reinject_host": settings.postfix_host,
+        "reinject_host": settings.reinject_host,
         "reinject_port": postfix.REINJECT_PORT,
     }
     contexts = {

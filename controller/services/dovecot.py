@@ -26,7 +26,10 @@ SERVICE = "dovecot"
 DOVECOT_GID = 210
 VMAIL_UID = 5000
 LMTP_PORT = 24
-JUNK_SIEVE = "/etc/mailyard/active/spam-to-junk.sieve"
+# Files spam into Junk; the SQL userdb names it per domain (filter policy). It is part of
+# the image, compiled at start: Sieve keeps a compiled copy next to the script, which
+# the read-only release volume could not hold.
+JUNK_SIEVE = "/usr/local/share/mailyard/sieve/spam-to-junk.sieve"
 SASL_PORT = 12345
 QUOTA_STATUS_PORT = 12340
 
@@ -34,8 +37,6 @@ TEMPLATES: tuple[TemplateFile, ...] = (
     # Both files hold secrets (doveadm API key, database password).
     TemplateFile("dovecot.conf.j2", "dovecot.conf", mode=0o640, gid=DOVECOT_GID),
     TemplateFile("dovecot-sql.conf.ext.j2", "dovecot-sql.conf.ext", mode=0o640, gid=DOVECOT_GID),
-    # Files spam into Junk; the SQL userdb names it per domain (filter policy).
-    TemplateFile("spam-to-junk.sieve.j2", "spam-to-junk.sieve"),
 )
 
 

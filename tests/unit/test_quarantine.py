@@ -349,6 +349,7 @@ def test_the_admin_lists_every_quarantined_message_newest_first(world: World) ->
         "recipients": [{"address": "alice@a.example", "released": False}],
         "subject": "Cheap watches",
         "from_header": "Sender <spammer@elsewhere.example>",
+        "message_id": "<m@x>",
         "spam_score": 25.5,
         "size": 2048,
     }

@@ -126,7 +126,7 @@ def test_no_template_syntax_is_left_anywhere(settings: Settings) -> None:
 
 def test_dovecot_release(settings: Settings) -> None:
     files = _files(_desired(settings)[dovecot.SERVICE])
-    assert set(files) == {"dovecot.conf", "dovecot-sql.conf.ext", "spam-to-junk.sieve"}
+    assert set(files) == {"dovecot.conf", "dovecot-sql.conf.ext"}
     conf = files["dovecot.conf"]
     # Reloads must not cut open IMAP/POP3 sessions.
     assert re.search(r"^shutdown_clients = no$", conf, re.MULTILINE)
@@ -735,3 +735,44 @@ def test_relay_passwords_is_written_0640(settings: Settings) -> None:
     path = store.path_of(store.write(release)) / "relay_passwords"
     assert path.read_text().splitlines() == ["[smtp.example.net]:587 mailer:s3cret pass"]
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
+
+
+def test_filter_chain_routes_mail_through_amavis_and_back(settings: Settings) -> None:
+    files = _files(_desired(settings)[postfix.SERVICE])
+    main = _postfix_settings(files["main.cf"])
+    master = files["master.cf"]
+    # Inbound mail goes to Amavis's inbound port, submitted mail to its ORIGINATING port.
+    assert main["content_filter"] == "smtp-amavis:[amavis]:10024"
+    assert master.count("-o content_filter=smtp-amavis:[amavis]:10026") == 2
+    # A stopped Amavis means deferred mail, never a bounce.
+    transport = master.split("smtp-amavis  unix", 1)[1].split("\n10025", 1)[0]
+    assert "-o soft_bounce=yes" in transport
+    # The re-injection port trusts the internal network only and filters nothing again.
+    reinject = master.split("\n10025 ", 1)[1]
+    assert "-o mynetworks=172.30.0.0/16" in reinject
+    assert "-o smtpd_recipient_restrictions=permit_mynetworks,reject" in reinject
+    assert "-o content_filter=\n" in reinject
+    # Both DKIM milters on both submission ports; nothing leaves unsigned.
+    milters = "-o smtpd_milters=inet:opendkim:8891,inet:opendkim:8892"
+    assert master.count(milters) == 2
+    assert master.count("-o milter_default_action=tempfail") == 2
+    # SPF is on by default and spawned by master.
+    assert "argv=/usr/bin/policyd-spf /etc/mailyard/active/policyd-spf.conf" in master
+
+
+def test_without_the_filter_nothing_goes_to_amavis(settings: Settings) -> None:
+    settings.filter_mode = "off"
+    releases = _desired(settings)
+    assert amavis.SERVICE not in releases
+    files = _files(releases[postfix.SERVICE])
+    assert _postfix_settings(files["main.cf"]).get("content_filter", "") == ""
+    assert "smtp-amavis" not in files["master.cf"]
+    assert "\n10025 " not in files["master.cf"]
+    # DKIM signing does not depend on the filter.
+    assert "inet:opendkim:8891" in files["master.cf"]
+
+
+def test_spf_off_removes_the_policy_service(settings: Settings) -> None:
+    files = _files(_desired(settings, spf_action="off")[postfix.SERVICE])
+    assert "policyd-spf" not in _postfix_settings(files["main.cf"])["smtpd_recipient_restrictions"]
+    assert "policyd-spf  unix" not in files["master.cf"]

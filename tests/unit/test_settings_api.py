@@ -405,6 +405,19 @@ def test_patch_applies_and_answers_with_the_apply(
     assert _stored(sessions) == {"message_size_limit": 10 * MIB, "recipient_limit": 50}
 
 
+def test_nested_settings_are_stored_as_json_and_shown_back(
+    live: TestClient, settings: Settings, sessions: sessionmaker[Session]
+) -> None:
+    rules = [{"network": "192.0.2.0/24", "action": "permit"}]
+    response = live.patch(SETTINGS, json={"postscreen_access_list": rules})
+    assert response.status_code == 200, response.text
+    assert response.json()["settings"]["postscreen_access_list"] == rules
+    assert _settings(live)["postscreen_access_list"] == rules
+    assert _stored(sessions) == {"postscreen_access_list": rules}
+    main_cf = (settings.config_dir / "postfix" / "current" / "main.cf").read_text()
+    assert "cidr:{ { 192.0.2.0/24 permit } }" in main_cf
+
+
 def test_put_replaces_the_set_but_keeps_the_password(
     live: TestClient, sessions: sessionmaker[Session]
 ) -> None:
