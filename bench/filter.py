@@ -219,7 +219,8 @@ class FilterStack(Stack):
 
 
 class StatsStream:
-    """`docker stats` (streaming: a round about every second) for the given containers,
+    """`docker stats` (streaming: it redraws all containers a few times a second; Docker
+    refreshes the values about once a second) for the given containers,
     read in a thread; each round is kept with the time it started."""
 
     def __init__(self, containers: dict[str, str]) -> None:
@@ -554,7 +555,8 @@ def report(results: list[VariantResult], args: argparse.Namespace, size: int) ->
         "",
         "Memory per container, MiB (`docker stats` MemUsage: idle = median of "
         f"{IDLE_SAMPLES} `--no-stream` readings after the warm-up and {args.settle:.0f} s "
-        "idle; peak = the highest of the streaming readings, about one a second, during "
+        "idle; peak = the highest of `docker stats`' streaming readings (values refreshed "
+        "about once a second) during "
         "the loads):",
         "",
         f"| container | {header} |",

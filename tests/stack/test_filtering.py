@@ -377,18 +377,19 @@ def test_spf_fail_is_refused(filter_stack: Stack) -> None:
     stack.wait_for_delivery(reader, str(fine["Message-ID"]), timeout=90)
 
 
-def test_outbound_mail_carries_a_dkim_signature_that_verifies(filter_stack: Stack) -> None:
-    stack = filter_stack
-    domain = stack.new_domain("signed")
-    author = stack.new_mailbox(domain, "author")
+def _published_dkim_records(stack: Stack, domain: str) -> dict[str, str]:
+    """The DKIM TXT records the DNS endpoint tells the admin to publish, by name."""
     records = stack.api("GET", f"/domains/{domain}/dns")
     assert records.status_code == 200, records.text
-    dkim_records = {
-        record["name"]: record["value"]
+    return {
+        record["name"].rstrip("."): record["value"]
         for record in records.json()["records"]
         if record["type"] == "TXT" and "._domainkey." in record["name"]
     }
-    assert dkim_records, records.text
+
+
+def _signed_at_sink(stack: Stack, author: str) -> bytes:
+    """Submits a message as `author` (587) and returns it as the next hop received it."""
     message = make_message(author, ["someone@elsewhere.test"], "signed")
     with stack.submission(author) as client:
         client.send_message(message)
@@ -398,14 +399,55 @@ def test_outbound_mail_carries_a_dkim_signature_that_verifies(filter_stack: Stac
     stored = stack.exec("sink", "cat", path).stdout
     # smtp-sink puts its own X-* lines (client, envelope) above the message: unsigned
     # extra headers, which a verifier ignores. DKIM canonicalization wants CRLF.
-    raw = stored.replace("\r\n", "\n").replace("\n", "\r\n").encode()
-    assert b"DKIM-Signature:" in raw, stored[:2000]
+    return stored.replace("\r\n", "\n").replace("\n", "\r\n").encode()
+
+
+def _verify_every_signature(raw: bytes, records: dict[str, str]) -> list[str]:
+    """Verifies each DKIM-Signature against `records`; returns their selectors."""
 
     def dns_txt(name: bytes, timeout: int = 5) -> bytes | None:
-        wanted = name.decode().rstrip(".")
-        for record_name, value in dkim_records.items():
-            if record_name.rstrip(".") in (wanted, wanted.removesuffix(f".{domain}")):
-                return value.encode()
-        return None
+        value = records.get(name.decode().rstrip("."))
+        return value.encode() if value is not None else None
 
-    assert dkim.verify(raw, dnsfunc=dns_txt), stored[:3000]
+    count = raw.count(b"\r\nDKIM-Signature:") + raw.startswith(b"DKIM-Signature:")
+    assert count >= 1, raw[:3000]
+    selectors = []
+    for index in range(count):
+        verifier = dkim.DKIM(raw)
+        assert verifier.verify(idx=index, dnsfunc=dns_txt), (index, raw[:3000])
+        selectors.append(verifier.signature_fields[b"s"].decode())
+    return selectors
+
+
+def test_outbound_mail_carries_a_dkim_signature_that_verifies(filter_stack: Stack) -> None:
+    stack = filter_stack
+    domain = stack.new_domain("signed")
+    author = stack.new_mailbox(domain, "author")
+    records = _published_dkim_records(stack, domain)
+    assert len(records) == 1, records
+    raw = _signed_at_sink(stack, author)
+    (selector,) = _verify_every_signature(raw, records)
+    assert f"{selector}._domainkey.{domain}" in records
+
+
+def test_rotation_to_a_new_selector_and_an_ed25519_key_sign_at_once(filter_stack: Stack) -> None:
+    stack = filter_stack
+    domain = stack.new_domain("rotated")
+    author = stack.new_mailbox(domain, "author")
+    (old,) = [key["selector"] for key in stack.api("GET", f"/domains/{domain}/dkim").json()["keys"]]
+    # A new RSA key (new selector) and an Ed25519 key: published first, then activated.
+    new_keys = []
+    for algorithm in ("rsa-2048", "ed25519"):
+        rotated = stack.api("POST", f"/domains/{domain}/dkim/rotate", json={"algorithm": algorithm})
+        assert rotated.status_code == 201, rotated.text
+        assert rotated.json()["state"] == "published"
+        new_keys.append(rotated.json()["selector"])
+    for selector in new_keys:
+        activated = stack.api("POST", f"/domains/{domain}/dkim/{selector}/activate")
+        assert activated.status_code == 200, activated.text
+    records = _published_dkim_records(stack, domain)
+    # The retired key stays published so that mail it signed still verifies.
+    assert f"{old}._domainkey.{domain}" in records
+    raw = _signed_at_sink(stack, author)
+    # One signature per active key (RFC 8463: RSA and Ed25519 side by side), no reload.
+    assert sorted(_verify_every_signature(raw, records)) == sorted(new_keys)
