@@ -586,10 +586,10 @@ def report(results: list[VariantResult], args: argparse.Namespace, size: int) ->
     for result in results:
         need = sum((result.peak if result.runs else result.idle).values())
         lines.append(f"- `{result.variant}`: {need:.0f} MiB measured")
-    if full and full.runs:
+        if result is not full or not full.runs:
+            continue
         clamd = full.peak.get("clamav", 0.0)
-        rest = sum(full.peak.values()) - clamd
-        low, high = (rest + value for value in CLAMD_DOCUMENTED_MIB)
+        low, high = (need - clamd + value for value in CLAMD_DOCUMENTED_MIB)
         lines[-1] += (
             f" with a one-signature ClamAV database (clamd: {clamd:.0f} MiB). With the "
             f"real ClamAV databases (freshclam), clamd alone needs 1.2-2.4 GiB according to "
