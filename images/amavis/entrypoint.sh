@@ -14,17 +14,7 @@ case $filter in
   *) echo "MAILYARD_FILTER must be full, no-clamav or off, not '$filter'" >&2; exit 2 ;;
 esac
 
-committed=/etc/mailyard/amavis/current
-waited=0
-until [ -f "$committed/amavisd.conf" ]; do
-  if [ $((waited % 30)) -eq 0 ]; then
-    echo "waiting for the controller to render the Amavis configuration into $committed"
-  fi
-  sleep 1
-  waited=$((waited + 1))
-done
-# Start on the committed release (see images/common/activate-release.sh).
-echo "starting on release $(mailyard-activate)"
+echo "starting on release $(mailyard-await-release amavisd.conf)"
 
 # The state volume may be new (owned by root).
 install -d -o amavis -g amavis -m 0750 /var/lib/amavis /var/lib/amavis/tmp \

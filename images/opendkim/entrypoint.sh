@@ -2,17 +2,7 @@
 # Runs OpenDKIM in the foreground once the controller has rendered a release.
 set -euo pipefail
 
-committed=/etc/mailyard/opendkim/current
-waited=0
-until [ -f "$committed/opendkim.conf" ]; do
-  if [ $((waited % 30)) -eq 0 ]; then
-    echo "waiting for the controller to render the OpenDKIM configuration into $committed"
-  fi
-  sleep 1
-  waited=$((waited + 1))
-done
-# Start on the committed release (see images/common/activate-release.sh).
-echo "starting on release $(mailyard-activate)"
+echo "starting on release $(mailyard-await-release opendkim.conf)"
 
 # OpenDKIM logs only to syslog: a syslogd in this container writes it to the log.
 busybox syslogd -n -O /dev/stdout &

@@ -2,18 +2,7 @@
 # Runs Postfix in the foreground once the controller has rendered a release.
 set -euo pipefail
 
-committed=/etc/mailyard/postfix/current
-waited=0
-until [ -f "$committed/main.cf" ] && [ -f "$committed/master.cf" ]; do
-  if [ $((waited % 30)) -eq 0 ]; then
-    echo "waiting for the controller to render the Postfix configuration into $committed"
-  fi
-  sleep 1
-  waited=$((waited + 1))
-done
-# Start on the committed release, whatever this container ran before a restart: a
-# release that made Postfix exit (and so restarted it) is never the committed one.
-echo "starting on release $(mailyard-activate)"
+echo "starting on release $(mailyard-await-release main.cf master.cf)"
 
 # Queue directories live in a volume that may be new or come from an older image:
 # let Postfix create missing ones and fix ownership (the config volume is read-only).

@@ -72,17 +72,7 @@ if [ "${1:-}" = --check ]; then
   exit $?
 fi
 
-committed=/etc/mailyard/postgrey/current
-waited=0
-until [ -f "$committed/postgrey.args" ]; do
-  if [ $((waited % 30)) -eq 0 ]; then
-    echo "waiting for the controller to render the postgrey configuration into $committed"
-  fi
-  sleep 1
-  waited=$((waited + 1))
-done
-# Start on the committed release, whatever this container ran before a restart.
-echo "starting on release $(mailyard-activate)"
+echo "starting on release $(mailyard-await-release postgrey.args)"
 
 # The database volume may be new (owned by root).
 chown postgrey:postgrey /var/lib/postgrey

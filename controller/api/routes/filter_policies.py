@@ -20,14 +20,7 @@ def get_filter_policy(ctx: ContextDep, name: str) -> FilterPolicyPublic:
 def replace_filter_policy(
     ctx: ContextDep, name: str, body: FilterPolicyReplace
 ) -> FilterPolicyPublic:
-    values = filter_policies.FilterPolicyValues(
-        spam_tag_score=body.spam_tag_score,
-        spam_action_score=body.spam_action_score,
-        spam_action=body.spam_action,
-        virus_action=body.virus_action,
-        banned_categories=body.banned_categories,
-        spam_to_junk=body.spam_to_junk,
-    )
+    values = filter_policies.FilterPolicyValues(**body.model_dump())
     return FilterPolicyPublic.of(filter_policies.replace_filter_policy(ctx, name, values))
 
 
@@ -35,14 +28,8 @@ def replace_filter_policy(
 def update_filter_policy(
     ctx: ContextDep, name: str, body: FilterPolicyUpdate
 ) -> FilterPolicyPublic:
-    changes = filter_policies.FilterPolicyChanges(
-        spam_tag_score=body.spam_tag_score,
-        spam_action_score=body.spam_action_score,
-        spam_action=body.spam_action,
-        virus_action=body.virus_action,
-        banned_categories=body.banned_categories,
-        spam_to_junk=body.spam_to_junk,
-    )
+    # Fields absent from the body stay None: unchanged.
+    changes = filter_policies.FilterPolicyChanges(**body.model_dump())
     return FilterPolicyPublic.of(filter_policies.update_filter_policy(ctx, name, changes))
 
 
