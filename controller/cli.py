@@ -79,7 +79,12 @@ def cmd_serve(settings: Settings, _args: argparse.Namespace) -> int:
     from controller.engine.certificates import CertificateManager
     from controller.engine.startup import prepare
     from controller.main import create_app
-    from controller.wiring import config_engine, configure_logging, credentials_changed_hook
+    from controller.wiring import (
+        config_engine,
+        configure_logging,
+        credentials_changed_hook,
+        lists_backend,
+    )
 
     configure_logging(settings)
     engine = make_engine(settings.resolved_database_url())
@@ -90,7 +95,13 @@ def cmd_serve(settings: Settings, _args: argparse.Namespace) -> int:
     manager = CertificateManager(settings, config, config.runtime)
     manager.start_scheduler(settings.certificate_check_interval)
     _serve_port_80(settings, manager, config)
-    app = create_app(sessions, credentials_changed_hook(settings), config, manager)
+    app = create_app(
+        sessions,
+        credentials_changed_hook(settings),
+        config,
+        manager,
+        lists_backend=lists_backend(settings),
+    )
     _serve_https(settings, manager, app)
     uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_level=settings.log_level)
     return 0
@@ -202,8 +213,10 @@ def cmd_domain_list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_domain_delete(settings: Settings, args: argparse.Namespace) -> int:
+    from controller.wiring import lists_backend
+
     with _context(settings) as ctx:
-        domains.delete_domain(ctx, args.name, cascade=args.cascade)
+        domains.delete_domain(ctx, args.name, cascade=args.cascade, lists=lists_backend(settings))
     print(f"deleted domain {args.name}")
     return 0
 
@@ -381,6 +394,155 @@ def cmd_token_revoke(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+# --- mailing lists (kept by Mailman; see controller/domain/lists.py) -----------------------
+def _lists_backend(settings: Settings) -> Any:
+    from controller.domain.lists import require_backend
+    from controller.wiring import lists_backend
+
+    return require_backend(lists_backend(settings))
+
+
+def cmd_list_create(settings: Settings, args: argparse.Namespace) -> int:
+    from controller.domain import lists
+
+    name, at, domain = args.address.rpartition("@")
+    if not at or not name or not domain:
+        raise MailyardError(f"'{args.address}' is not a list address such as team@example.org")
+    values = lists.ListValues(
+        name=name,
+        display_name=args.display_name,
+        subject_prefix=args.subject_prefix,
+        posting=args.posting,
+        archiving=args.archiving,
+        description=args.description,
+    )
+    backend = _lists_backend(settings)
+    with _context(settings) as ctx:
+        created = lists.create_list(ctx, backend, domain, values)
+    print(f"created mailing list {created.address} (posting: {created.posting})")
+    return 0
+
+
+def cmd_list_list(settings: Settings, args: argparse.Namespace) -> int:
+    from controller.domain import lists
+
+    backend = _lists_backend(settings)
+    with _context(settings) as ctx:
+        rows = [
+            {
+                "address": item.address,
+                "display_name": item.display_name,
+                "posting": item.posting,
+                "archiving": item.archiving,
+                "members": item.member_count,
+            }
+            for item in _all_pages(lambda page: lists.list_lists(ctx, backend, args.domain, page))
+        ]
+    _print_rows(rows, args.json)
+    return 0
+
+
+def cmd_list_delete(settings: Settings, args: argparse.Namespace) -> int:
+    from controller.domain import lists
+
+    backend = _lists_backend(settings)
+    with _context(settings) as ctx:
+        lists.delete_list(ctx, backend, args.address)
+    print(f"deleted mailing list {args.address}")
+    return 0
+
+
+def cmd_list_add_member(settings: Settings, args: argparse.Namespace) -> int:
+    from controller.domain import lists
+
+    backend = _lists_backend(settings)
+    with _context(settings) as ctx:
+        member = lists.add_member(
+            ctx,
+            backend,
+            args.address,
+            args.email,
+            role=args.role,
+            display_name=args.display_name,
+            delivery=False if args.no_delivery else None,
+        )
+    print(f"added {member.email} to {args.address} as {member.role}")
+    return 0
+
+
+def cmd_list_remove_member(settings: Settings, args: argparse.Namespace) -> int:
+    from controller.domain import lists
+
+    backend = _lists_backend(settings)
+    with _context(settings) as ctx:
+        lists.remove_member(ctx, backend, args.address, args.email, args.role)
+    print(f"removed {args.email} ({args.role}) from {args.address}")
+    return 0
+
+
+def cmd_list_members(settings: Settings, args: argparse.Namespace) -> int:
+    from controller.domain import lists
+
+    backend = _lists_backend(settings)
+    with _context(settings) as ctx:
+        rows = [
+            {
+                "email": m.email,
+                "role": m.role,
+                "delivery": "-" if m.delivery is None else ("on" if m.delivery else "off"),
+                "display_name": m.display_name,
+            }
+            for m in _all_pages(
+                lambda page: lists.list_members(ctx, backend, args.address, page, args.role)
+            )
+        ]
+    _print_rows(rows, args.json)
+    return 0
+
+
+def _add_list_commands(commands: Any) -> None:
+    mailing = commands.add_parser("list", help="mailing lists (kept by Mailman)").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    create = mailing.add_parser("create", help="create a mailing list, e.g. team@example.org")
+    create.add_argument("address")
+    create.add_argument("--display-name", default=None, help="default: the list's name")
+    create.add_argument("--subject-prefix", default=None, help='default: "[<name>] "')
+    create.add_argument(
+        "--posting",
+        choices=["members", "anyone", "moderated"],
+        default="members",
+        help="who may post without a moderator (default: members)",
+    )
+    create.add_argument("--archiving", action="store_true", help="archive policy public")
+    create.add_argument("--description", default="")
+    create.set_defaults(handler=cmd_list_create)
+    listing = mailing.add_parser("list", help="the mailing lists of a domain")
+    listing.add_argument("domain")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(handler=cmd_list_list)
+    delete = mailing.add_parser("delete", help="delete a mailing list with its members")
+    delete.add_argument("address")
+    delete.set_defaults(handler=cmd_list_delete)
+    add = mailing.add_parser("add-member", help="add a member, owner or moderator at once")
+    add.add_argument("address")
+    add.add_argument("email")
+    add.add_argument("--role", choices=["member", "owner", "moderator"], default="member")
+    add.add_argument("--display-name", default="")
+    add.add_argument("--no-delivery", action="store_true", help="member without delivery")
+    add.set_defaults(handler=cmd_list_add_member)
+    remove = mailing.add_parser("remove-member", help="remove a member, owner or moderator")
+    remove.add_argument("address")
+    remove.add_argument("email")
+    remove.add_argument("--role", choices=["member", "owner", "moderator"], default="member")
+    remove.set_defaults(handler=cmd_list_remove_member)
+    members = mailing.add_parser("members", help="owners, moderators and members of a list")
+    members.add_argument("address")
+    members.add_argument("--role", choices=["member", "owner", "moderator"], default=None)
+    members.add_argument("--json", action="store_true")
+    members.set_defaults(handler=cmd_list_members)
+
+
 def _add_settings_commands(commands: Any) -> None:
     setting = commands.add_parser("settings", help="mail settings").add_subparsers(
         dest="action", required=True, metavar="ACTION"
@@ -486,6 +648,7 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("id", type=int)
     revoke.set_defaults(handler=cmd_token_revoke)
     _add_settings_commands(commands)
+    _add_list_commands(commands)
     return parser
 
 

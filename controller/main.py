@@ -17,6 +17,7 @@ from controller.api.routes import (
     domains,
     filter_policies,
     health,
+    lists,
     mailboxes,
     quarantine,
     relay_domains,
@@ -25,6 +26,7 @@ from controller.api.routes import (
 )
 from controller.engine.apply import ConfigEngine
 from controller.engine.certificates import CertificateManager
+from controller.services.mailman import ListsBackend
 
 API_PREFIX = "/api/v1"
 
@@ -34,11 +36,14 @@ def create_app(
     credentials_changed: Callable[[Sequence[str]], None],
     config: ConfigEngine,
     certificate_manager: CertificateManager | None = None,
+    lists_backend: ListsBackend | None = None,
 ) -> FastAPI:
     """Build the app around a session factory and the credentials-changed hook.
 
     Start-up work (migrations, rendering) happens before this, in `mailyard serve`, so
-    the app itself starts instantly and tests can build it on SQLite.
+    the app itself starts instantly and tests can build it on SQLite. `lists_backend`
+    is the mailing list service (controller.wiring.lists_backend); without one, the list
+    routes answer 503 and deleting a domain does not look for lists.
     """
     app = FastAPI(
         title="Mailyard",
@@ -50,6 +55,7 @@ def create_app(
     app.state.sessions = sessions
     app.state.credentials_changed = credentials_changed
     app.state.config = config
+    app.state.lists = lists_backend
     app.state.certificates = certificate_manager or CertificateManager(
         config.settings, config, config.runtime
     )
@@ -67,6 +73,7 @@ def create_app(
         dkim,
         filter_policies,
         quarantine,
+        lists,
     ):
         api.include_router(module.router)
     app.include_router(api)

@@ -120,11 +120,43 @@ class Settings(BaseSettings):
         "network, which the re-injection port does not trust.",
     )
     clamd_host: str = Field(default="clamav", description="clamd's name on the internal network.")
+    mailman_routing: bool = Field(
+        default=False,
+        description="Whether Postfix routes list addresses to Mailman; the controller "
+        "turns it on once Mailman's list table exists and Postfix may read it.",
+    )
+    mailman_wait_seconds: float = Field(
+        default=90.0,
+        ge=0.0,
+        le=600.0,
+        description="How long the controller's start waits for Mailman's tables, so that "
+        "Postfix starts with list routing on.",
+    )
+    mailman_host: str = Field(
+        default="mailman-core", description="Mailman core's name on the internal network."
+    )
     postgrey_host: str = Field(
         default="postgrey", description="Postgrey's name on the internal network."
     )
     opendkim_host: str = Field(
         default="opendkim", description="OpenDKIM's name on the internal network."
+    )
+    mailman_secrets_dir: Path = Field(
+        default=Path("/var/lib/mailyard-mailman-secrets"),
+        description="Read-only volume with Mailman's secrets (made by the db container); "
+        "the controller reads the REST password `mailman-rest-password` from it.",
+    )
+    mailman_url: str = Field(
+        default="http://mailman-core:8001/3.1",
+        description="Mailman's REST API (mailing lists); empty disables the list features.",
+    )
+    mailman_rest_user: str = Field(
+        default="restadmin",
+        description="Mailman's REST admin user; the password is read from "
+        "`mailman-rest-password` in mailman_secrets_dir.",
+    )
+    mailman_timeout: float = Field(
+        default=10.0, ge=1.0, le=120.0, description="Seconds to wait for Mailman's REST API."
     )
     db_wait_seconds: float = Field(
         default=120.0, description="How long start-up waits for the database to answer."
@@ -196,6 +228,29 @@ class Settings(BaseSettings):
         if address.version != wanted:
             raise ValueError(f"{value!r} is not an IPv{wanted} address")
         return str(address)
+
+    @field_validator("mailman_url")
+    @classmethod
+    def _valid_mailman_url(cls, value: str) -> str:
+        url = value.strip()
+        if not url:
+            return ""
+        if not url.startswith(("http://", "https://")) or any(
+            char.isspace() or not char.isprintable() for char in url
+        ):
+            raise ValueError(
+                f"MAILYARD_MAILMAN_URL: {value!r} is not an http(s) URL such as "
+                "http://mailman-core:8001/3.1 (empty disables mailing lists)"
+            )
+        return url
+
+    @field_validator("mailman_rest_user")
+    @classmethod
+    def _valid_rest_user(cls, value: str) -> str:
+        # HTTP Basic user name: no ':' and nothing unprintable.
+        if not value or ":" in value or not value.isprintable() or not value.isascii():
+            raise ValueError("MAILYARD_MAILMAN_REST_USER must be printable ASCII without ':'")
+        return value
 
     @field_validator("db_name", "db_user")
     @classmethod

@@ -11,6 +11,7 @@ from controller.engine.apply import ConfigEngine
 from controller.engine.desired import doveadm_api_key
 from controller.runtime.docker_engine import connect
 from controller.services.dovecot import AuthCache
+from controller.services.mailman import MailmanClientBackend
 from controller.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -36,3 +37,20 @@ def configure_logging(settings: Settings) -> None:
 def config_engine(settings: Settings, sessions: sessionmaker[Session]) -> ConfigEngine:
     """The apply pipeline, with the Docker engine when the socket is mounted."""
     return ConfigEngine(settings, sessions, connect(settings.compose_project))
+
+
+MAILMAN_REST_PASSWORD_FILE = "mailman-rest-password"  # noqa: S105 - a file name
+
+
+def lists_backend(settings: Settings) -> MailmanClientBackend | None:
+    """The mailing list service (Mailman's REST API), or None when MAILYARD_MAILMAN_URL is
+    empty (lists disabled). Nothing is contacted or read here: the REST password is read
+    from Mailman's secrets volume at the first call."""
+    if not settings.mailman_url:
+        return None
+    return MailmanClientBackend(
+        settings.mailman_url,
+        settings.mailman_rest_user,
+        settings.mailman_secrets_dir / MAILMAN_REST_PASSWORD_FILE,
+        timeout=settings.mailman_timeout,
+    )

@@ -22,9 +22,10 @@ from controller.db.models import (
     Mailbox,
     RelayDomain,
 )
-from controller.domain import dkim, pagination
+from controller.domain import dkim, lists, pagination
 from controller.domain.filter_policies import BANNED_CATEGORIES, FilterPolicy
 from controller.domain.quarantine import QuarantineEntry, ReleaseOutcome
+from controller.services.mailman import HeldMessage, ListMember
 
 T = TypeVar("T")
 
@@ -433,3 +434,125 @@ class QuarantineReleased(BaseModel):
             released_to=list(outcome.released_to),
             amavis_reply=list(outcome.amavis_reply),
         )
+
+
+# --- mailing lists (state lives in Mailman, docs/design/mailman.md) -----------------------
+class MailingListCreate(Request):
+    name: str = Field(
+        max_length=1024,
+        description="The part before the '@' (lowercase letters, digits, '.', '_', '-').",
+        examples=["team"],
+    )
+    display_name: str | None = Field(
+        default=None, max_length=1024, description="Default: the name."
+    )
+    subject_prefix: str | None = Field(
+        default=None, max_length=1024, description='Default: "[<name>] "; "" for none.'
+    )
+    posting: str = Field(
+        default="members",
+        max_length=64,
+        description="members (others are held), anyone, or moderated (every post is held).",
+    )
+    archiving: bool = Field(
+        default=False, description="Archive policy public/never (no archiver runs yet)."
+    )
+    description: str = Field(default="", max_length=1024)
+
+
+class MailingListUpdate(Request):
+    display_name: str | None = Field(default=None, max_length=1024)
+    subject_prefix: str | None = Field(default=None, max_length=1024)
+    posting: str | None = Field(default=None, max_length=64)
+    archiving: bool | None = None
+    description: str | None = Field(default=None, max_length=1024)
+
+
+class MailingListPublic(BaseModel):
+    address: str
+    domain: str
+    name: str
+    display_name: str
+    subject_prefix: str
+    posting: str = Field(
+        description="members, anyone or moderated; custom when Mailman's actions were "
+        "changed outside this API."
+    )
+    archiving: bool
+    description: str
+    member_count: int = Field(description="Members (role member) only.")
+
+    @classmethod
+    def of(cls, item: lists.MailingList) -> MailingListPublic:
+        return cls(
+            address=item.address,
+            domain=item.domain,
+            name=item.name,
+            display_name=item.display_name,
+            subject_prefix=item.subject_prefix,
+            posting=item.posting,
+            archiving=item.archiving,
+            description=item.description,
+            member_count=item.member_count,
+        )
+
+
+class ListMemberCreate(Request):
+    email: str = _ADDRESS
+    role: str = Field(default="member", max_length=64, description="member, owner or moderator.")
+    display_name: str = Field(default="", max_length=1024)
+    delivery: bool | None = Field(
+        default=None, description="Members only: receive the list's posts (default true)."
+    )
+
+
+class ListMemberUpdate(Request):
+    delivery: bool = Field(description="Receive the list's posts (role member).")
+
+
+class ListMemberPublic(BaseModel):
+    email: str
+    role: str
+    display_name: str
+    delivery: bool | None = Field(description="Role member only; null for owners, moderators.")
+
+    @classmethod
+    def of(cls, member: ListMember) -> ListMemberPublic:
+        return cls(
+            email=member.email,
+            role=member.role,
+            display_name=member.display_name,
+            delivery=member.delivery,
+        )
+
+
+class HeldMessagePublic(BaseModel):
+    id: int
+    sender: str
+    subject: str
+    reason: str = Field(
+        description="Why Mailman held it, e.g. 'The message is not from a list member'."
+    )
+    received: datetime | None = Field(description="When it was held (UTC).")
+
+    @classmethod
+    def of(cls, message: HeldMessage) -> HeldMessagePublic:
+        return cls(
+            id=message.request_id,
+            sender=message.sender,
+            subject=message.subject,
+            reason=message.reason,
+            received=message.received,
+        )
+
+
+class HeldMessageModerate(Request):
+    action: str = Field(max_length=64, description="accept, discard or reject.")
+    reason: str | None = Field(
+        default=None, max_length=1024, description="reject only: told to the poster."
+    )
+
+
+class HeldMessageModerated(BaseModel):
+    id: int
+    action: str

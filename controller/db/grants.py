@@ -8,7 +8,7 @@ its signing views.
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
 POSTFIX_USER = "mailyard_postfix"
 DOVECOT_USER = "mailyard_dovecot"
@@ -90,3 +90,33 @@ def apply_service_grants(engine: Engine, database: str) -> None:
     with engine.begin() as connection:
         for statement in grant_statements(database):
             connection.execute(text(statement))
+
+
+MAILMAN_DATABASE = "mailman"
+# Postfix routes list addresses by these two columns of Mailman's own table.
+MAILMAN_ROUTING_COLUMNS = ("list_name", "mail_host")
+
+
+def grant_mailman_routing(connection: Connection) -> bool:
+    """Let Postfix read the columns it routes list mail by, once Mailman has created its
+    table (Mailman makes its schema at its first start, so this cannot be part of the
+    database's init). Returns whether Postfix may now use the list lookup. MariaDB only."""
+    if connection.dialect.name != "mysql":
+        return False
+    exists = connection.execute(
+        text(
+            "SELECT COUNT(*) FROM information_schema.tables "
+            "WHERE table_schema = :schema AND table_name = 'mailinglist'"
+        ),
+        {"schema": MAILMAN_DATABASE},
+    ).scalar()
+    if not exists:
+        return False
+    columns = ", ".join(MAILMAN_ROUTING_COLUMNS)
+    connection.execute(
+        text(
+            f"GRANT SELECT ({columns}) ON `{MAILMAN_DATABASE}`.`mailinglist` "
+            f"TO '{POSTFIX_USER}'@'%'"
+        )
+    )
+    return True

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Select, delete, func, select
 from sqlalchemy.exc import IntegrityError
 
 from controller.db.models import Alias, AliasDomain, Domain, DomainFilterPolicy, Mailbox
 from controller.domain.access import Context
-from controller.domain.errors import Conflict, InvalidInput, NotFound
+from controller.domain.errors import Conflict, InvalidInput, MailyardError, NotFound
 from controller.domain.namespace import ensure_domain_name_free
 from controller.domain.pagination import Page, PageRequest, paginate
 from controller.domain.validation import check_text, normalize_domain
 
+if TYPE_CHECKING:
+    from controller.services.mailman import ListsBackend
+
 SelectT = TypeVar("SelectT", bound=Select[Any])
+log = logging.getLogger(__name__)
 
 
 def _visible_domain(ctx: Context, name: str) -> Domain:
@@ -113,9 +118,16 @@ def update_domain(ctx: Context, name: str, changes: DomainChanges) -> Domain:
     return domain
 
 
-def delete_domain(ctx: Context, name: str, cascade: bool = False) -> None:
+def delete_domain(
+    ctx: Context, name: str, cascade: bool = False, lists: ListsBackend | None = None
+) -> None:
     """Delete a domain. With mailboxes, aliases or alias domains still in it, refuse unless
-    `cascade`; mail already stored in maildirs is kept on disk either way."""
+    `cascade`; mail already stored in maildirs is kept on disk either way.
+
+    Mailing lists (kept by Mailman, asked through `lists`) always refuse the deletion,
+    cascade or not: they are deleted one by one (DELETE /lists/{address}). Mailman
+    unreachable: 503, nothing deleted. Without `lists` (lists disabled), or when Mailman
+    was never set up (no REST password file), there are no lists to look for."""
     ctx.principal.require_write()
     domain = _visible_domain(ctx, name)
     ctx.principal.require_admin("delete domains")
@@ -137,6 +149,8 @@ def delete_domain(ctx: Context, name: str, cascade: bool = False) -> None:
             f"alias(es) and {alias_domain_count} alias domain(s); delete them first or "
             "repeat the request with cascade=true"
         )
+    domain_name = domain.name
+    _refuse_while_lists_exist(domain_name, lists)
     # Set-based statements: a domain may hold many thousands of mailboxes, which must not
     # be loaded as objects one by one. Alias destinations go with their alias (FK cascade).
     addresses = _mailbox_addresses(ctx, domain.id)
@@ -153,6 +167,31 @@ def delete_domain(ctx: Context, name: str, cascade: bool = False) -> None:
     session.expunge_all()
     if addresses:
         ctx.credentials_changed(addresses)
+    if lists is not None:
+        try:  # tidy only: an empty Mailman domain left behind does no harm
+            lists.remove_domain_if_empty(domain_name)
+        except MailyardError as exc:
+            log.warning("could not remove domain %s from Mailman: %s", domain_name, exc.message)
+
+
+def _refuse_while_lists_exist(domain: str, lists: ListsBackend | None) -> None:
+    # Imported here: mailmanclient (and requests) would slow down every `mailyard
+    # healthcheck`, which imports this module.
+    from controller.services.mailman import ListServiceNotConfigured  # noqa: PLC0415
+
+    if lists is None:
+        return
+    try:
+        addresses = lists.list_addresses(domain)
+    except ListServiceNotConfigured:
+        return  # Mailman never ran with this stack's secrets: it holds no lists
+    if addresses:
+        shown = ", ".join(addresses[:5]) + (", ..." if len(addresses) > 5 else "")
+        raise Conflict(
+            f"domain '{domain}' still has {len(addresses)} mailing list(s): {shown}; delete "
+            "them first (DELETE /api/v1/lists/{address}); cascade=true does not delete "
+            "mailing lists"
+        )
 
 
 def _mailbox_addresses(ctx: Context, domain_id: int) -> list[str]:

@@ -36,8 +36,10 @@ from typing import Any
 
 from pydantic import SecretStr
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from controller.db.grants import grant_mailman_routing
 from controller.db.models import ConfigApply, utcnow
 from controller.domain.errors import Conflict, InvalidInput, NotFound, Unavailable
 from controller.domain.mail_settings import (
@@ -244,6 +246,7 @@ class ConfigEngine:
             return self._reconcile_locked(trigger)
 
     def _reconcile_locked(self, trigger: str) -> dict[str, Any] | None:
+        self._enable_list_routing()
         with self.sessions() as session:
             stored = load_stored(session)
         target = build(stored, self.first_start_defaults())
@@ -258,6 +261,28 @@ class ConfigEngine:
             return None
         meta = ApplyMeta(trigger, None, trigger, [], stored)
         return self._apply(target, meta, stored_after=stored, staged=rollouts)
+
+    def ensure_list_routing(self) -> None:
+        """Called when a list is created: if Postfix does not route list addresses yet
+        (Mailman made its table after the last reconcile), do it now, so that mail to
+        the new list is never refused as an unknown address."""
+        if not self.settings.mailman_routing:
+            self.reconcile(trigger="lists")
+
+    def _enable_list_routing(self) -> None:
+        """Postfix looks list addresses up in Mailman's table only once it may read it
+        (a failing lookup would defer all mail); checked until Mailman has made it."""
+        if self.settings.mailman_routing:
+            return
+        try:
+            with self.sessions.begin() as session:
+                ready = grant_mailman_routing(session.connection())
+        except SQLAlchemyError as exc:
+            log.warning("cannot enable list routing yet: %s", exc)
+            return
+        if ready:
+            log.info("Mailman's list table is there: Postfix routes list addresses to Mailman")
+            self.settings.mailman_routing = True
 
     def _recover_interrupted(self) -> None:
         with self.sessions.begin() as session:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from controller.db.grants import MAILMAN_DATABASE
 from controller.domain.mail_settings import MailSettings
 from controller.services import amavis, dovecot, opendkim, postfix, postgrey
 from controller.services.certificates import paths as certificate_paths
@@ -20,6 +21,7 @@ from controller.settings import Settings
 
 MAIL_ROOT = "/var/vmail"
 NOTHING_TRUSTED = "127.0.0.1/32"
+MAILMAN_LMTP_PORT = 8024
 
 log = logging.getLogger(__name__)
 
@@ -95,12 +97,15 @@ def desired_releases(settings: Settings, mail: MailSettings) -> dict[str, Releas
         "amavis_originating_port": amavis.ORIGINATING_PORT,
         "amavis_max_servers": amavis.MAX_SERVERS,
         "reinject_port": postfix.REINJECT_PORT,
-        "internal_network": (
-            internal_network(settings) if settings.filter_mode != "off" else NOTHING_TRUSTED
-        ),
+        "internal_network": internal_network(settings),
         "opendkim_host": settings.opendkim_host,
         "opendkim_ports": [opendkim.MILTER_PORT, opendkim.MILTER_PORT_ED25519],
         "postgrey_host": settings.postgrey_host,
+        "mailman_routing": settings.mailman_routing,
+        "mailman_host": settings.mailman_host,
+        "mailman_lmtp_port": MAILMAN_LMTP_PORT,
+        "mailman_db_name": MAILMAN_DATABASE,
+        "mailman_submit_port": postfix.MAILMAN_SUBMIT_PORT,
         "postgrey_port": postgrey.POLICY_PORT,
     }
     dovecot_context = {
@@ -129,6 +134,7 @@ def desired_releases(settings: Settings, mail: MailSettings) -> dict[str, Releas
         amavis.SERVICE: amavis_context,
         postgrey.SERVICE: common,
         opendkim.SERVICE: opendkim.context(
+            internal_network=internal_network(settings),
             db_host=settings.db_host,
             db_port=settings.db_port,
             db_name=settings.db_name,

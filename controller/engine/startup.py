@@ -12,7 +12,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from controller.db.grants import apply_service_grants
+from controller.db.grants import apply_service_grants, grant_mailman_routing
 from controller.db.migrate import upgrade_to_head
 from controller.domain import dkim
 from controller.domain.errors import MailyardError
@@ -24,6 +24,7 @@ from controller.settings import Settings
 log = logging.getLogger(__name__)
 
 ADMIN_TOKEN_FILE = "admin-token"  # noqa: S105 - a file name
+MAILMAN_SERVICE = "mailman-core"
 
 
 def wait_for_database(engine: Engine, timeout: float) -> None:
@@ -43,6 +44,23 @@ def wait_for_database(engine: Engine, timeout: float) -> None:
             return
 
 
+def wait_for_list_table(engine: Engine, timeout: float) -> None:
+    """Give Mailman (started with the database) a moment to create its tables, so that
+    Postfix starts with list routing on. Bounded: lists must never hold mail up; if
+    Mailman is late, the periodic reconcile turns routing on when it is there."""
+    if engine.dialect.name != "mysql":
+        return
+    deadline = time.monotonic() + timeout
+    while True:
+        with engine.begin() as connection:
+            if grant_mailman_routing(connection):
+                return
+        if time.monotonic() > deadline:
+            log.warning("Mailman has not created its tables yet; list routing follows later")
+            return
+        time.sleep(2)
+
+
 def prepare(
     settings: Settings,
     engine: Engine,
@@ -54,8 +72,9 @@ def prepare(
     apply_service_grants(engine, settings.db_name)
     token_file = settings.state_dir / ADMIN_TOKEN_FILE
     # Domains created before DKIM existed get a key.
-    with sessions.begin() as session:
+    with sessions() as session:
         signed = dkim.ensure_all_domains(session, dkim.KeyStore(settings.resolved_dkim_dir()))
+        session.commit()
     if signed:
         log.info("created DKIM keys for %d domain(s) that had none", len(signed))
     with sessions() as session:
@@ -64,6 +83,10 @@ def prepare(
                 "first start: created the first admin token; read it with "
                 "`docker compose exec controller mailyard admin-token`"
             )
+    # Only when Mailman runs in this deployment (`--scale mailman-core=0` runs without
+    # lists; then nothing is worth waiting for).
+    if config.runtime is not None and config.runtime.replicas(MAILMAN_SERVICE):
+        wait_for_list_table(engine, settings.mailman_wait_seconds)
     # Renders every service; on a first start just commits the releases (no container
     # runs yet), otherwise rolls out whatever differs (new image, edited files) and
     # finishes or undoes an apply that a killed controller left in progress.

@@ -50,13 +50,17 @@ TEMPLATES: tuple[TemplateFile, ...] = (
 )
 
 
-def context(*, db_host: str, db_port: int, db_name: str, db_password: str) -> dict[str, Any]:
-    """The template context; desired.py passes the database location and the password
-    read from the secrets volume (`db-opendkim-password`)."""
+def context(
+    *, internal_network: str, db_host: str, db_port: int, db_name: str, db_password: str
+) -> dict[str, Any]:
+    """The template context; desired.py passes the internal network, the database
+    location and the password read from the secrets volume (`db-opendkim-password`).
+    The internal network signs without SMTP AUTH: only Mailman's list mail reaches the
+    milter from there (Postfix's port 10027); other internal listeners have no milter."""
     return {
         "milter_port": MILTER_PORT,
         "milter_port_ed25519": MILTER_PORT_ED25519,
-        "internal_hosts": list(DEFAULT_INTERNAL_HOSTS),
+        "internal_hosts": [*DEFAULT_INTERNAL_HOSTS, internal_network],
         "db_host": db_host,
         "db_port": db_port,
         "db_name": db_name,

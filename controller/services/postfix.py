@@ -20,6 +20,9 @@ SERVICE = "postfix"
 POSTFIX_GID = 200
 # Where Amavis hands filtered mail back (master.cf; trusted from the internal network).
 REINJECT_PORT = 10025
+# Where Mailman sends list mail out (master.cf; trusted from the internal network, DKIM
+# signed and filtered like submitted mail).
+MAILMAN_SUBMIT_PORT = 10027
 
 SQL_MAPS = (
     "virtual_mailbox_domains",
@@ -31,6 +34,8 @@ SQL_MAPS = (
     "relay_domains",
     "transport_maps",
     "sender_login_maps",
+    "mailman_lists",
+    "mailman_list_addresses",
 )
 
 TEMPLATES: tuple[TemplateFile, ...] = (

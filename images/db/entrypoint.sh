@@ -10,11 +10,13 @@ set -euo pipefail
 secrets_dir=/var/lib/mailyard-secrets
 datadir=/var/lib/mysql
 database=${MAILYARD_DB_NAME:-mailyard}
+mailman_secrets_dir=/var/lib/mailyard-mailman-secrets
 
 umask 077
-mkdir -p "$secrets_dir"
-for user in controller postfix dovecot amavis opendkim; do
-  file="$secrets_dir/db-$user-password"
+mkdir -p "$secrets_dir" "$mailman_secrets_dir"
+# Writes a random password into FILE unless it has one.
+generate() {
+  local file=$1 what=$2
   if [ ! -s "$file" ]; then
     # 32 characters from [A-Za-z0-9]: safe inside SQL, Postfix and Dovecot config quoting.
     # (No `tr </dev/urandom | head`: under pipefail its SIGPIPE would abort the script.)
@@ -22,11 +24,23 @@ for user in controller postfix dovecot amavis opendkim; do
     [ ${#random} -ge 32 ] || { echo "could not generate a password" >&2; exit 1; }
     printf '%s' "${random:0:32}" >"$file.tmp"
     mv "$file.tmp" "$file"
-    echo "generated database password for '$user' (stored in the secrets volume)"
+    echo "generated $what (stored in a secrets volume)"
   fi
+}
+for user in controller postfix dovecot amavis opendkim; do
+  generate "$secrets_dir/db-$user-password" "the database password for '$user'"
 done
-# The controller reads these files; it runs as root in its own container.
-chmod 0600 "$secrets_dir"/db-*-password
+# Mailman's own secrets live in a volume of their own: the mailman-core container mounts
+# it and nothing else, so it never sees the other services' passwords.
+generate "$mailman_secrets_dir/db-mailman-password" "the database password for 'mailman'"
+generate "$mailman_secrets_dir/mailman-rest-password" "the Mailman REST API password"
+# For the optional web interface (compose profile "web"): its database and the key
+# HyperKitty's archiver and Mailman share.
+generate "$mailman_secrets_dir/db-mailmanweb-password" "the database password for 'mailmanweb'"
+generate "$mailman_secrets_dir/hyperkitty-api-key" "the HyperKitty archiver key"
+# The controller reads these files; it runs as root in its own container. Mailman reads
+# its two as root too (its entrypoint renders mailman.cfg before dropping privileges).
+chmod 0600 "$secrets_dir"/db-*-password "$mailman_secrets_dir"/*-password
 
 if [ ! -d "$datadir/mysql" ]; then
   echo "initialising the MariaDB data directory"
@@ -52,6 +66,19 @@ CREATE USER IF NOT EXISTS 'mailyard_amavis'@'%';
 ALTER USER 'mailyard_amavis'@'%' IDENTIFIED BY '$(password amavis)';
 CREATE USER IF NOT EXISTS 'mailyard_opendkim'@'%';
 ALTER USER 'mailyard_opendkim'@'%' IDENTIFIED BY '$(password opendkim)';
+-- Mailman 3 keeps its lists in a database of its own (it creates its tables itself).
+-- The controller may read it and hand Postfix the two columns it routes by (a grant
+-- only possible once Mailman has created the table).
+CREATE DATABASE IF NOT EXISTS \`mailman\` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;
+CREATE USER IF NOT EXISTS 'mailyard_mailman'@'%';
+ALTER USER 'mailyard_mailman'@'%' IDENTIFIED BY '$(cat "$mailman_secrets_dir/db-mailman-password")';
+GRANT ALL PRIVILEGES ON \`mailman\`.* TO 'mailyard_mailman'@'%';
+GRANT SELECT ON \`mailman\`.* TO 'mailyard'@'%' WITH GRANT OPTION;
+-- The web interface (Postorius/HyperKitty, profile "web") keeps its Django data apart.
+CREATE DATABASE IF NOT EXISTS \`mailmanweb\` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;
+CREATE USER IF NOT EXISTS 'mailyard_mailmanweb'@'%';
+ALTER USER 'mailyard_mailmanweb'@'%' IDENTIFIED BY '$(cat "$mailman_secrets_dir/db-mailmanweb-password")';
+GRANT ALL PRIVILEGES ON \`mailmanweb\`.* TO 'mailyard_mailmanweb'@'%';
 FLUSH PRIVILEGES;
 SQL
 chown mysql:mysql "$init_file"

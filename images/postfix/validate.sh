@@ -28,8 +28,15 @@ done < <(MAIL_CONFIG=$dir postconf -n 2>&1 >/dev/null)
 # cannot hide an unknown name in another. It runs as the postfix user: run as root,
 # smtpd treats stdin as `sendmail -bs` and skips restrictions. Nothing is queued: the
 # session ends before DATA, and notify_classes is empty so no postmaster notice is sent.
-# Lookup tables are named through the live config_directory: the running proxymap only
-# serves tables of the live configuration, and the restrictions are what is probed.
+# Lookups go straight to MariaDB with the staged map files instead of through proxymap:
+# the running proxymap serves only the tables of the live configuration, and a new
+# release may add one (e.g. the mailing list lookup).
+direct=()
+for map in virtual_mailbox_domains virtual_mailbox_maps virtual_alias_domains virtual_alias_maps \
+    relay_domains transport_maps smtpd_sender_login_maps; do
+  value=$(MAIL_CONFIG=$dir postconf -h "$map" 2>/dev/null) || continue
+  direct+=(-o "$map=${value//proxy:/}")
+done
 session=$'EHLO probe.mailyard.invalid\r\nXCLIENT ADDR=192.0.2.1 NAME=probe.mailyard.invalid\r\nEHLO probe.mailyard.invalid\r\nMAIL FROM:<probe@mailyard.invalid>\r\nRCPT TO:<probe@mailyard.invalid>\r\nQUIT\r\n'
 for parameter in smtpd_client_restrictions smtpd_helo_restrictions smtpd_sender_restrictions smtpd_recipient_restrictions; do
   value=$(MAIL_CONFIG=$dir postconf -h "$parameter" 2>/dev/null) || continue
@@ -37,7 +44,7 @@ for parameter in smtpd_client_restrictions smtpd_helo_restrictions smtpd_sender_
   replies=$(printf '%s' "$session" | MAIL_CONFIG=$dir setpriv --reuid=postfix --regid=postfix --init-groups \
     /usr/lib/postfix/sbin/smtpd -S -n "$probe" -t unix \
       -o "syslog_name=postfix/$probe" \
-      -o config_directory=/etc/mailyard/active \
+      "${direct[@]}" \
       -o notify_classes= \
       -o smtpd_tls_security_level=none \
       -o smtpd_authorized_xclient_hosts=127.0.0.0/8 \

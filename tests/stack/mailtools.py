@@ -32,6 +32,8 @@ PUBLISHED_PORTS = {
     "api": "MAILYARD_API_PORT",
     "http": "MAILYARD_HTTP_PORT",
     "https": "MAILYARD_HTTPS_PORT",
+    # Postorius/HyperKitty (service mailman-web, compose profile "web").
+    "web": "MAILYARD_WEB_PORT",
 }
 
 
@@ -100,6 +102,22 @@ def imap_message_ids(
             if parsed["Message-ID"]:
                 ids.append(parsed["Message-ID"].strip())
         return ids
+
+
+def imap_messages(
+    host: str, port: int, user: str, password: str, *, folder: str = "INBOX"
+) -> list[EmailMessage]:
+    """Every message in `folder`, parsed."""
+    messages: list[EmailMessage] = []
+    with imaplib.IMAP4_SSL(host, port, ssl_context=insecure_tls(), timeout=15) as client:
+        client.login(user, password)
+        client.select(folder, readonly=True)
+        _, data = client.search(None, "ALL")
+        for number in data[0].split():
+            _, fetched = client.fetch(number, "(BODY.PEEK[])")
+            parsed = email.message_from_bytes(fetched[0][1], _class=EmailMessage)
+            messages.append(parsed)  # type: ignore[arg-type]
+    return messages
 
 
 def imap_fetch(

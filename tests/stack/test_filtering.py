@@ -4,9 +4,7 @@ server (unbound) the tests fill at run time."""
 
 from __future__ import annotations
 
-import email
 import hashlib
-import imaplib
 import ipaddress
 import json
 import random
@@ -22,7 +20,13 @@ from typing import Any
 import dkim
 import pytest
 from conftest import PASSWORD, Stack, running_stack
-from mailtools import imap_fetch, insecure_tls, make_message, smtp_reply_code, wait_for
+from mailtools import (
+    imap_fetch,
+    imap_messages,
+    make_message,
+    smtp_reply_code,
+    wait_for,
+)
 
 # The EICAR test file: every virus scanner detects it, and it is harmless.
 EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
@@ -194,7 +198,10 @@ def test_gtube_is_rejected_when_the_domain_rejects(filter_stack: Stack) -> None:
     # The sender hears about it (a non-delivery notice); the recipient gets nothing.
     wait_for(
         "the non-delivery notice in the sender's INBOX",
-        lambda: any(_is_notice_about(fetched, message) for fetched in _all_messages(stack, sender)),
+        lambda: any(
+            _is_notice_about(fetched, message)
+            for fetched in imap_messages(stack.host, stack.ports["imaps"], sender, PASSWORD)
+        ),
         timeout=90,
     )
     assert str(message["Message-ID"]) not in stack.inbox(reader)
@@ -208,19 +215,6 @@ def _is_notice_about(notice: EmailMessage, original: EmailMessage) -> bool:
         and notice.get_param("report-type") == "delivery-status"
         and str(original["Message-ID"]) in notice.as_string()
     )
-
-
-def _all_messages(stack: Stack, address: str) -> list[EmailMessage]:
-    messages: list[EmailMessage] = []
-    with imaplib.IMAP4_SSL(stack.host, stack.ports["imaps"], ssl_context=insecure_tls()) as client:
-        client.login(address, PASSWORD)
-        client.select("INBOX", readonly=True)
-        _, data = client.search(None, "ALL")
-        for number in data[0].split():
-            _, fetched = client.fetch(number, "(BODY.PEEK[])")
-            parsed = email.message_from_bytes(fetched[0][1], _class=EmailMessage)
-            messages.append(parsed)  # type: ignore[arg-type]
-    return messages
 
 
 def test_eicar_is_quarantined_and_released_through_the_api(filter_stack: Stack) -> None:

@@ -70,6 +70,8 @@ def _doveadm_key(settings: Settings) -> str:
 
 # --- the desired releases ------------------------------------------------------------------
 def test_postfix_release_has_main_master_and_every_sql_map(settings: Settings) -> None:
+    # With list routing on (Mailman's table exists), every rendered map is in use.
+    settings.mailman_routing = True
     files = _files(_desired(settings)[postfix.SERVICE])
     sql_files = {path for path in files if path.startswith("sql/")}
     assert {"main.cf", "master.cf"} <= set(files)
@@ -741,9 +743,10 @@ def test_filter_chain_routes_mail_through_amavis_and_back(settings: Settings) ->
     files = _files(_desired(settings)[postfix.SERVICE])
     main = _postfix_settings(files["main.cf"])
     master = files["master.cf"]
-    # Inbound mail goes to Amavis's inbound port, submitted mail to its ORIGINATING port.
+    # Inbound mail goes to Amavis's inbound port; mail submitted on 587 and 465 and list
+    # mail from Mailman (10027) to its ORIGINATING port.
     assert main["content_filter"] == "smtp-amavis:[amavis]:10024"
-    assert master.count("-o content_filter=smtp-amavis:[amavis]:10026") == 2
+    assert master.count("-o content_filter=smtp-amavis:[amavis]:10026") == 3
     # A stopped Amavis means deferred mail, never a bounce.
     transport = master.split("smtp-amavis  unix", 1)[1].split("\n10025", 1)[0]
     assert "-o soft_bounce=yes" in transport
@@ -752,10 +755,10 @@ def test_filter_chain_routes_mail_through_amavis_and_back(settings: Settings) ->
     assert "-o mynetworks=172.30.0.0/16" in reinject
     assert "-o smtpd_recipient_restrictions=permit_mynetworks,reject" in reinject
     assert "-o content_filter=\n" in reinject
-    # Both DKIM milters on both submission ports; nothing leaves unsigned.
+    # Both DKIM milters on both submission ports and Mailman's; nothing leaves unsigned.
     milters = "-o smtpd_milters=inet:opendkim:8891,inet:opendkim:8892"
-    assert master.count(milters) == 2
-    assert master.count("-o milter_default_action=tempfail") == 2
+    assert master.count(milters) == 3
+    assert master.count("-o milter_default_action=tempfail") == 3
     # SPF is on by default and spawned by master.
     assert "argv=/usr/bin/policyd-spf /etc/mailyard/active/policyd-spf.conf" in master
 
@@ -776,3 +779,22 @@ def test_spf_off_removes_the_policy_service(settings: Settings) -> None:
     files = _files(_desired(settings, spf_action="off")[postfix.SERVICE])
     assert "policyd-spf" not in _postfix_settings(files["main.cf"])["smtpd_recipient_restrictions"]
     assert "policyd-spf  unix" not in files["master.cf"]
+
+
+def test_list_routing_waits_for_mailmans_table(settings: Settings) -> None:
+    # Until Postfix may read Mailman's table, the lookup is left out: a lookup that
+    # fails would defer every message, not only list mail.
+    main = _postfix_settings(_files(_desired(settings)[postfix.SERVICE])["main.cf"])
+    assert "mailman_lists" not in main["virtual_mailbox_maps"]
+    assert "mailman_lists" not in main["transport_maps"]
+    settings.mailman_routing = True
+    files = _files(_desired(settings)[postfix.SERVICE])
+    main = _postfix_settings(files["main.cf"])
+    assert main["transport_maps"].endswith("proxy:mysql:$config_directory/sql/mailman_lists.cf")
+    assert "lmtp:inet:mailman-core:8024" in files["sql/mailman_lists.cf"]
+    assert "FROM mailman.mailinglist" in files["sql/mailman_lists.cf"]
+    # Mailman's outgoing port: internal network only, DKIM-signed, filtered.
+    mailman_port = files["master.cf"].split("\n10027 ", 1)[1]
+    assert "-o mynetworks=172.30.0.0/16" in mailman_port
+    assert "-o smtpd_milters=inet:opendkim:8891,inet:opendkim:8892" in mailman_port
+    assert "-o content_filter=smtp-amavis:[amavis]:10026" in mailman_port

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from controller.db.models import ApiToken, ConfigApply
+from controller.db.models import ApiToken, ConfigApply, DkimKey, Domain
 from controller.domain.errors import Unauthenticated
 from controller.domain.mail_settings import MIB
 from controller.domain.setting_rows import save_stored
@@ -186,3 +186,19 @@ def test_start_replaces_a_hand_edited_release_with_a_fresh_copy(
     release_dir = settings.config_dir / "postfix" / "releases" / committed
     assert "0.0.0.0/0" in (release_dir / "main.cf").read_text()
     assert _applies(sessions)[-1] == ("startup", "succeeded")
+
+
+def test_domains_from_before_dkim_get_a_key_at_start(
+    settings: Settings, engine: Engine, sessions: sessionmaker[Session]
+) -> None:
+    _start(settings, engine, sessions)
+    with sessions() as session:
+        session.add_all([Domain(name="old.example"), Domain(name="older.example")])
+        session.commit()
+    _start(settings, engine, sessions)
+    with sessions() as session:
+        keys = {key.domain.name: key for key in session.scalars(select(DkimKey))}
+    assert sorted(keys) == ["old.example", "older.example"]
+    for name, key in keys.items():
+        assert (key.state, key.algorithm) == ("active", "rsa-2048")
+        assert (settings.resolved_dkim_dir() / name / f"{key.selector}.key").is_file()

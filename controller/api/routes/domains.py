@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Response, status
 
 from controller.api.deps import ContextDep, PageDep
 from controller.api.routes.dkim import KeyStoreDep, forget_domain_keys, give_new_domain_a_key
+from controller.api.routes.lists import ListsDep
 from controller.api.schemas import DomainCreate, DomainPublic, DomainUpdate, Page, page_of
 from controller.domain import domains
 from controller.domain.validation import normalize_domain
@@ -43,11 +44,14 @@ def update_domain(ctx: ContextDep, name: str, body: DomainUpdate) -> DomainPubli
 def delete_domain(
     ctx: ContextDep,
     keys: KeyStoreDep,
+    lists: ListsDep,
     name: str,
     cascade: Annotated[
         bool, Query(description="Also delete the domain's mailboxes, aliases and alias domains.")
     ] = False,
 ) -> Response:
-    domains.delete_domain(ctx, name, cascade=cascade)
+    """Refused (409) while the domain has mailboxes, aliases or alias domains (unless
+    cascade=true) and always while it has mailing lists."""
+    domains.delete_domain(ctx, name, cascade=cascade, lists=lists)
     forget_domain_keys(normalize_domain(name), keys)  # DKIM key files (rows cascaded)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
