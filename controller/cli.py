@@ -420,6 +420,12 @@ def cmd_list_create(settings: Settings, args: argparse.Namespace) -> int:
     with _context(settings) as ctx:
         created = lists.create_list(ctx, backend, domain, values)
     print(f"created mailing list {created.address} (posting: {created.posting})")
+    # As the API does: Postfix routes list addresses before this returns.
+    with _config(settings) as config:
+        try:
+            config.ensure_list_routing()
+        except MailyardError as exc:
+            print(f"warning: list routing is not on yet: {exc.message}", file=sys.stderr)
     return 0
 
 

@@ -186,3 +186,18 @@ def test_a_catch_all_alias_does_not_swallow_list_mail(stack: Stack) -> None:
         interval=2,
     )
     assert _with_subject(stack, catcher, "not the catch-all") is None
+
+
+def test_the_mailyard_command_creates_a_list_and_adds_members(stack: Stack) -> None:
+    domain = stack.new_domain("cli")
+    member = stack.new_mailbox(domain, "member")
+    address = f"crew@{domain}"
+    created = stack.mailyard("list", "create", address, "--posting", "anyone")
+    assert address in created.stdout
+    stack.mailyard("list", "add-member", address, member, "--role", "owner")
+
+    shown = stack.api("GET", f"/lists/{address}")
+    assert shown.status_code == 200, shown.text
+    assert shown.json()["posting"] == "anyone"
+    members = stack.api("GET", f"/lists/{address}/members").json()["items"]
+    assert [(item["email"], item["role"]) for item in members] == [(member, "owner")]
