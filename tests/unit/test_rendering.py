@@ -798,3 +798,11 @@ def test_list_routing_waits_for_mailmans_table(settings: Settings) -> None:
     assert "-o mynetworks=172.30.0.0/16" in mailman_port
     assert "-o smtpd_milters=inet:opendkim:8891,inet:opendkim:8892" in mailman_port
     assert "-o content_filter=smtp-amavis:[amavis]:10026" in mailman_port
+
+
+def test_local_delivery_never_bounces(settings: Settings) -> None:
+    # A stopped Dovecot (or Mailman) must mean deferred mail, not bounces: found by the
+    # failure suite, where "host not found" while the container was gone bounced mail.
+    master = _files(_desired(settings)[postfix.SERVICE])["master.cf"]
+    service = master.split("\nlmtp         unix", 1)[1].split("\n", 2)
+    assert service[1].strip() == "-o soft_bounce=yes"
