@@ -56,6 +56,24 @@ def machine() -> str:
     )
 
 
+def neighbours() -> str:
+    """What else loads this shared machine now: the 1-minute load average and the other
+    compose projects' running containers (for the report, next to the machine)."""
+    load = Path("/proc/loadavg").read_text().split()[0]
+    listing = subprocess.run(
+        ["docker", "ps", "--format", '{{.Label "com.docker.compose.project"}}'],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.split()
+    projects: dict[str, int] = {}
+    for project in listing:
+        if project and "<" not in project:
+            projects[project] = projects.get(project, 0) + 1
+    others = ", ".join(f"{name} ({count} containers)" for name, count in sorted(projects.items()))
+    return f"load average {load} (1 min); other compose projects running: {others or 'none'}"
+
+
 def publish(report: str) -> None:
     """Print a report and append it to docs/benchmarks.md (created if missing)."""
     print(report)
@@ -127,6 +145,23 @@ class Stack:
         )
         return len(states) == len(self.services()) and all(
             (s["State"].get("Health") or {}).get("Status") == "healthy" for s in states
+        )
+
+    def container(self, service: str) -> str:
+        """The ID of `service`'s container."""
+        return self.run("ps", "-q", service).stdout.split()[0]
+
+    def exec(
+        self, service: str, *command: str, stdin: str | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        """Runs `command` in `service`'s container (`docker exec -i`), checked."""
+        return subprocess.run(
+            ["docker", "exec", "-i", self.container(service), *command],
+            input=stdin,
+            text=True,
+            capture_output=True,
+            check=True,
+            timeout=timeout,
         )
 
     def wait_healthy(self, timeout: float = 300) -> None:
