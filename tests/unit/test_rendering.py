@@ -141,6 +141,25 @@ def test_dovecot_release(settings: Settings) -> None:
     assert "default_pass_scheme = ARGON2ID" in sql
 
 
+def test_every_mailbox_runs_the_duplicate_filter_before_the_junk_script(
+    settings: Settings,
+) -> None:
+    files = _files(_desired(settings)[dovecot.SERVICE])
+    # The duplicate filter is global; the userdb may only add the junk script after it
+    # (a userdb "sieve_before" would replace the global one for that user).
+    assert re.search(
+        rf"^\s*sieve_before = {re.escape(dovecot.DUPLICATE_SIEVE)}$",
+        files["dovecot.conf"],
+        re.MULTILINE,
+    )
+    sql = files["dovecot-sql.conf.ext"]
+    assert re.findall(r"AS (?:userdb_)?sieve_before\w*", sql) == [
+        "AS userdb_sieve_before2",
+        "AS sieve_before2",
+    ]
+    assert sql.count(dovecot.JUNK_SIEVE) == 2
+
+
 def test_each_service_gets_only_its_own_secrets(settings: Settings) -> None:
     releases = _desired(settings)
     postfix_text = "".join(_files(releases[postfix.SERVICE]).values())
@@ -806,3 +825,14 @@ def test_local_delivery_never_bounces(settings: Settings) -> None:
     master = _files(_desired(settings)[postfix.SERVICE])["master.cf"]
     service = master.split("\nlmtp         unix", 1)[1].split("\n", 2)
     assert service[1].strip() == "-o soft_bounce=yes"
+
+
+@pytest.mark.parametrize(
+    ("spf_action", "expected"), [("off", False), ("tag", True), ("reject", True)]
+)
+def test_spf_time_limit_is_set_only_with_the_spf_service(
+    settings: Settings, spf_action: str, expected: bool
+) -> None:
+    files = _files(_desired(settings, spf_action=spf_action)[postfix.SERVICE])
+    assert ("policyd-spf  unix" in files["master.cf"]) is expected
+    assert ("policyd-spf_time_limit = 3600s" in files["main.cf"]) is expected
