@@ -117,6 +117,7 @@ def desired_releases(settings: Settings, mail: MailSettings) -> dict[str, Releas
         "vmail_uid": dovecot.VMAIL_UID,
         "mail_root": MAIL_ROOT,
         "junk_sieve": dovecot.JUNK_SIEVE,
+        "duplicate_sieve": dovecot.DUPLICATE_SIEVE,
     }
     amavis_context = {
         **common,

@@ -30,6 +30,7 @@ LMTP_PORT = 24
 # the image, compiled at start: Sieve keeps a compiled copy next to the script, which
 # the read-only release volume could not hold.
 JUNK_SIEVE = "/usr/local/share/mailyard/sieve/spam-to-junk.sieve"
+DUPLICATE_SIEVE = "/usr/local/share/mailyard/sieve/duplicate-delivery.sieve"
 SASL_PORT = 12345
 QUOTA_STATUS_PORT = 12340
 

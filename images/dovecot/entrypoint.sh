@@ -4,11 +4,12 @@ set -euo pipefail
 
 echo "starting on release $(mailyard-await-release dovecot.conf)"
 
-# Compile the spam-to-Junk script next to it (the directory is the image's, writable),
-# so deliveries do not compile it again each time. If this fails, Dovecot compiles it
-# in memory on each delivery and still files spam into Junk.
-sievec /usr/local/share/mailyard/sieve/spam-to-junk.sieve \
-  || echo "warning: could not precompile the spam-to-Junk Sieve script"
+# Compile the global Sieve scripts next to them (the directory is the image's,
+# writable), so deliveries do not compile them again each time. If this fails, Dovecot
+# compiles them in memory on each delivery and they still work.
+for script in /usr/local/share/mailyard/sieve/*.sieve; do
+  sievec "$script" || echo "warning: could not precompile the Sieve script $script"
+done
 
 # The mail volume may be new (owned by root); maildirs must belong to vmail.
 chown vmail:vmail /var/vmail
