@@ -62,6 +62,7 @@ signal_all() {
 stop_gracefully() {
   trap '' TERM INT
   local started=$SECONDS idle=0
+  kill "$sql_watch_pid" 2>/dev/null || true # no reload in the middle of a stop
   echo "stopping: pausing the queue manager and waiting up to ${drain_seconds}s for deliveries in progress"
   signal_all STOP qmgr
   while ((SECONDS - started < drain_seconds)); do
@@ -80,10 +81,12 @@ stop_gracefully() {
   signal_all CONT qmgr
 }
 
-# Not exec: this shell stays PID 1 to catch `docker stop`'s SIGTERM; `postfix start-fg`
-# then runs master in the foreground as its child.
+# Not exec: this shell catches `docker stop`'s SIGTERM (tini, PID 1, forwards it);
+# `postfix start-fg` runs master in the foreground as its child.
 postfix start-fg &
 postfix_pid=$!
+mailyard-postfix-sql-watch &
+sql_watch_pid=$!
 trap stop_gracefully TERM INT
 # `wait` returns early when the trap runs; wait again until master is gone, then
 # take its exit status.
