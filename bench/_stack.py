@@ -83,6 +83,19 @@ def publish(report: str) -> None:
         handle.write(report + "\n")
 
 
+def finish(report: str, *, complete: bool, no_publish: bool) -> int:
+    """The end of a benchmark: publish() a complete report, or only print it (with
+    --no-publish, or when a step failed); the exit status (1: not complete)."""
+    if complete and not no_publish:
+        publish(report)
+        return 0
+    print(report)
+    if not complete:
+        print("a step did not complete: not appended to docs/benchmarks.md")
+        return 1
+    return 0
+
+
 class Stack:
     """A stack of its own: compose project mailyard-bench-<random> (scripts/clean-test-stacks
     removes leftovers), every published port a free one on 127.0.0.1. Used as a context
@@ -186,3 +199,13 @@ class Stack:
             capture_output=True,
             check=False,
         )
+
+
+def memory_mib(text: str) -> float:
+    """MiB from a `docker stats` MemUsage figure ("12.3MiB / 23.5GiB")."""
+    value = text.split("/", maxsplit=1)[0].strip()
+    units = {"KiB": 1 / 1024, "MiB": 1.0, "GiB": 1024.0, "B": 1 / 1024 / 1024}
+    for unit, factor in units.items():
+        if value.endswith(unit):
+            return float(value[: -len(unit)]) * factor
+    raise ValueError(f"unexpected memory figure {text!r}")

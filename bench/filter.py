@@ -42,8 +42,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from _stack import Stack, machine, publish
-from footprint import memory_mib
+from _stack import Stack, machine, memory_mib, publish
 from mailtools import wait_for  # tests/stack, via _stack
 
 # The EICAR test file (as in tests/stack/test_filtering.py): the one signature ClamAV
@@ -424,6 +423,25 @@ def offline_signatures() -> Iterator[Path]:
         yield Path(directory)
 
 
+def warm_up(stack: FilterStack) -> float | None:
+    """Starts the stack's loader with the bench message, then delivers WARMUP_MESSAGES to
+    warmup@DOMAIN (which must exist) over 2 sessions and waits for an empty queue; the
+    seconds the delivery took."""
+    stack.start_loader()
+    subprocess.run(
+        ["docker", "exec", "-i", stack.loader or "", "sh", "-c", f"cat > {MESSAGE_FILE}"],
+        input=bench_message(),
+        text=True,
+        check=True,
+    )
+    warmup = load(stack, f"warmup@{DOMAIN}", WARMUP_MESSAGES, 2, timeout=300)
+    if warmup.error:
+        raise RuntimeError(f"warm-up failed: {warmup.error}")
+    print(f"   warm-up: {WARMUP_MESSAGES} delivered in {warmup.delivered_s:.1f} s", flush=True)
+    wait_queue_empty(stack)
+    return warmup.delivered_s
+
+
 def run_variant(
     variant: str, repetitions: int, args: argparse.Namespace, signatures: Path | None
 ) -> VariantResult:
@@ -444,18 +462,7 @@ def run_variant(
                     "/mailboxes",
                     json={"address": address, "password": PASSWORD, "quota_mb": 10240},
                 ).raise_for_status()
-        stack.start_loader()
-        subprocess.run(
-            ["docker", "exec", "-i", stack.loader or "", "sh", "-c", f"cat > {MESSAGE_FILE}"],
-            input=bench_message(),
-            text=True,
-            check=True,
-        )
-        warmup = load(stack, f"warmup@{DOMAIN}", WARMUP_MESSAGES, 2, timeout=300)
-        if warmup.error:
-            raise RuntimeError(f"warm-up failed: {warmup.error}")
-        print(f"   warm-up: {WARMUP_MESSAGES} delivered in {warmup.delivered_s:.1f} s", flush=True)
-        wait_queue_empty(stack)
+        warm_up(stack)
 
         time.sleep(args.settle)
         result.idle = idle_memory(stack, IDLE_SAMPLES)
@@ -490,6 +497,24 @@ def run_variant(
             stats.close()
         result.log_counts = log_counts(stack)
     return result
+
+
+def findings(
+    name: str, error: str | None, runs: list[LoadRun], log_counts: dict[str, int]
+) -> list[str]:
+    """Report lines: a failed stack, failed or unfinished loads, what the logs showed."""
+    lines = [f"{name} failed: {error}"] if error else []
+    for run in runs:
+        if run.error:
+            lines.append(f"{name} {run.recipient}: {run.error}")
+        if run.queue_after:
+            lines.append(f"{name} {run.recipient}: queue after {run.queue_after}")
+    found = {label: count for label, count in log_counts.items() if count}
+    lines.append(
+        f"{name} logs: "
+        + (", ".join(f"{label}: {count}" for label, count in found.items()) or "clean")
+    )
+    return lines
 
 
 def fmt(value: float | None, digits: int = 1) -> str:
@@ -609,18 +634,7 @@ def report(results: list[VariantResult], args: argparse.Namespace, size: int) ->
     ]
     odd = []
     for result in results:
-        if result.error:
-            odd.append(f"`{result.variant}` failed: {result.error}")
-        for run in result.runs:
-            if run.error:
-                odd.append(f"`{result.variant}` {run.recipient}: {run.error}")
-            if run.queue_after:
-                odd.append(f"`{result.variant}` {run.recipient}: queue after {run.queue_after}")
-        found = {label: count for label, count in result.log_counts.items() if count}
-        odd.append(
-            f"`{result.variant}` logs: "
-            + (", ".join(f"{label}: {count}" for label, count in found.items()) or "clean")
-        )
+        odd += findings(f"`{result.variant}`", result.error, result.runs, result.log_counts)
     lines += ["", "Errors and log findings:", "", *(f"- {line}" for line in odd), ""]
     return "\n".join(lines)
 
