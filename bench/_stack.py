@@ -21,7 +21,7 @@ import httpx
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "stack"))
-from mailtools import PUBLISHED_PORTS, free_port, wait_for  # noqa: E402
+from mailtools import PUBLISHED_PORTS, free_ports, wait_for  # noqa: E402
 
 REPORT = REPO / "docs" / "benchmarks.md"
 REPORT_HEADER = (
@@ -104,7 +104,8 @@ class Stack:
     def __init__(self) -> None:
         self.project = f"mailyard-bench-{uuid.uuid4().hex[:6]}"
         # By variable (MAILYARD_SMTP_PORT, ...); port() looks one up by the tests' name.
-        self.ports = {variable: free_port() for variable in PUBLISHED_PORTS.values()}
+        variables = list(PUBLISHED_PORTS.values())
+        self.ports = dict(zip(variables, free_ports(len(variables)), strict=True))
         self.env = {
             **os.environ,
             "COMPOSE_PROJECT_NAME": self.project,

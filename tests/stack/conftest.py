@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
-from mailtools import PUBLISHED_PORTS, free_port, imap_message_ids, insecure_tls, wait_for
+from mailtools import PUBLISHED_PORTS, free_ports, imap_message_ids, insecure_tls, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 HOSTNAME = "mail.mailyard.test"
@@ -237,7 +237,7 @@ def _new_stack(
     if subprocess.run(["docker", "info"], capture_output=True, check=False).returncode != 0:
         pytest.fail("the Docker daemon is not reachable: run the suite through scripts/test")
     project = f"mailyard-test-{uuid.uuid4().hex[:8]}"
-    ports = {name: free_port() for name in PUBLISHED_PORTS}
+    ports = dict(zip(PUBLISHED_PORTS, free_ports(len(PUBLISHED_PORTS)), strict=True))
     env = dict(os.environ)
     env.update({variable: str(ports[name]) for name, variable in PUBLISHED_PORTS.items()})
     env.update(

@@ -37,11 +37,18 @@ PUBLISHED_PORTS = {
 }
 
 
-def free_port() -> int:
-    """A loopback port nobody listens on right now (for published ports)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+def free_ports(count: int) -> list[int]:
+    """`count` different loopback ports nobody listens on right now. The probes stay
+    bound until all are chosen: probing one at a time can return the same port twice
+    (then `up -d` fails with "port is already allocated")."""
+    probes = [socket.socket() for _ in range(count)]
+    try:
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [int(probe.getsockname()[1]) for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()
 
 
 def insecure_tls() -> ssl.SSLContext:

@@ -16,7 +16,7 @@ import uuid
 import httpx
 import pytest
 from conftest import REPO
-from mailtools import PUBLISHED_PORTS, free_port, imap_message_ids, make_message, wait_for
+from mailtools import PUBLISHED_PORTS, free_ports, imap_message_ids, make_message, wait_for
 
 IMPLEMENTATIONS = {
     "compose-v2": ["docker", "compose"],
@@ -36,7 +36,8 @@ def test_readme_quick_start(implementation: str) -> None:
     if not _available(command):
         pytest.skip(f"{' '.join(command)} is not installed here (scripts/test installs both)")
     project = f"mailyard-test-qs-{uuid.uuid4().hex[:6]}"
-    ports = {variable: free_port() for variable in PUBLISHED_PORTS.values()}
+    variables = list(PUBLISHED_PORTS.values())
+    ports = dict(zip(variables, free_ports(len(variables)), strict=True))
     env = {
         **os.environ,
         "COMPOSE_PROJECT_NAME": project,
