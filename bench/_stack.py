@@ -31,8 +31,19 @@ REPORT_HEADER = (
 
 
 def compose_command() -> list[str]:
-    probe = subprocess.run(["docker", "compose", "version"], capture_output=True, check=False)
-    return ["docker", "compose"] if probe.returncode == 0 else ["docker-compose"]
+    """Compose v2. Debian has only docker-compose 1.29, which counts services of inactive
+    profiles and would make a bench wait for containers that never start; scripts/test
+    installs v2 under .cache/docker, used here when the environment does not name it."""
+
+    def v2_available() -> bool:
+        probe = ["docker", "compose", "version"]
+        return subprocess.run(probe, capture_output=True, check=False).returncode == 0
+
+    if not v2_available() and (REPO / ".cache" / "docker" / "cli-plugins").is_dir():
+        os.environ["DOCKER_CONFIG"] = str(REPO / ".cache" / "docker")
+    if not v2_available():
+        sys.exit("bench needs Compose v2 (`docker compose`): run scripts/test once to install it")
+    return ["docker", "compose"]
 
 
 def machine() -> str:
