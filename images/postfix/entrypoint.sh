@@ -25,8 +25,9 @@ postfix_uid=$(id -u postfix)
 # (scache keeps it at most 2 s). Reads /proc/net/tcp{,6}: the image has no ss, and
 # without CAP_SYS_PTRACE root cannot inspect another user's sockets or syscalls.
 deliveries_in_progress() {
-  local first_ephemeral
+  local first_ephemeral tables=(/proc/net/tcp)
   read -r first_ephemeral _ </proc/sys/net/ipv4/ip_local_port_range
+  [[ -r /proc/net/tcp6 ]] && tables+=(/proc/net/tcp6) # absent when IPv6 is off
   awk -v uid="$postfix_uid" -v first="$first_ephemeral" -v skip="$not_delivery_ports" '
     function hex(text,   value, i) {
       value = 0
@@ -41,7 +42,7 @@ deliveries_in_progress() {
       if (local_port >= first && index(skip, " " remote_port " ") == 0) busy++
     }
     END { print busy + 0 }
-  ' /proc/net/tcp /proc/net/tcp6 2>/dev/null || echo 0
+  ' "${tables[@]}"
 }
 
 # Sends signal $1 to every process whose command name is $2 (the image has no procps).
