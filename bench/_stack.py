@@ -26,7 +26,9 @@ from mailtools import PUBLISHED_PORTS, free_ports, wait_for  # noqa: E402
 REPORT = REPO / "docs" / "benchmarks.md"
 REPORT_HEADER = (
     "# Benchmarks\n\nFigures written by the scripts in `bench/`; each section says how "
-    "to rerun it. Machines are shared and noisy: compare figures from the same run.\n\n"
+    "to rerun it. Machines are shared and noisy: compare figures from the same run. "
+    "Sections are appended: a later section of the same name supersedes an earlier one, "
+    "which stays as the record of the code it measured.\n\n"
 )
 
 
