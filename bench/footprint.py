@@ -46,6 +46,7 @@ from filter import (
     LoadRun,
     StatsStream,
     bench_message,
+    findings,
     fmt,
     idle_memory,
     load,
@@ -275,17 +276,7 @@ def report(result: Footprint, args: argparse.Namespace) -> str:
         "(see the filter chain section). The sum of the peaks is an upper bound: the "
         "peaks need not coincide.",
     ]
-    odd = []
-    if result.error:
-        odd.append(f"failed: {result.error}")
-    if run and run.error:
-        odd.append(f"load: {run.error}")
-    if run and run.queue_after:
-        odd.append(f"load: queue after {run.queue_after}")
-    found = {label: count for label, count in result.log_counts.items() if count}
-    odd.append(
-        "logs: " + (", ".join(f"{label}: {count}" for label, count in found.items()) or "clean")
-    )
+    odd = findings("the stack", result.error, [run] if run else [], result.log_counts)
     odd.append(
         f"warm-up ({WARMUP_MESSAGES} messages, 2 sessions) delivered in {fmt(result.warmup_s)} s"
     )

@@ -209,26 +209,19 @@ def _docker(stack: Stack, action: str, service: str) -> None:
     subprocess.run(["docker", action, stack.container(service)], check=True, timeout=120)
 
 
-def _kill_dovecot(stack: Stack) -> None:
-    _docker(stack, "kill", "dovecot")
-    time.sleep(OUTAGE_SECONDS)
-    _docker(stack, "start", "dovecot")
+def _outage(how: str, service: str) -> Callable[[Stack], None]:
+    """A fault: `docker <how>` (kill or stop) the service, OUTAGE_SECONDS later start it."""
 
+    def fault(stack: Stack) -> None:
+        _docker(stack, how, service)
+        time.sleep(OUTAGE_SECONDS)  # the outage itself, not a wait for readiness
+        _docker(stack, "start", service)
 
-def _stop_db(stack: Stack) -> None:
-    _docker(stack, "stop", "db")
-    time.sleep(OUTAGE_SECONDS)
-    _docker(stack, "start", "db")
+    return fault
 
 
 def _restart_postfix(stack: Stack) -> None:
     _docker(stack, "restart", "postfix")
-
-
-def _kill_controller(stack: Stack) -> None:
-    _docker(stack, "kill", "controller")
-    time.sleep(OUTAGE_SECONDS)
-    _docker(stack, "start", "controller")
 
 
 # --- delivery check ------------------------------------------------------------------------
@@ -455,12 +448,12 @@ def test_baseline_load_is_delivered_exactly_once(failure_stack: Stack) -> None:
 
 
 def test_dovecot_killed_during_load(failure_stack: Stack) -> None:
-    _scenario(failure_stack, "dovecot", _kill_dovecot)
+    _scenario(failure_stack, "dovecot", _outage("kill", "dovecot"))
 
 
 def test_mariadb_stopped_during_load_means_4xx_never_5xx(failure_stack: Stack) -> None:
     # _scenario asserts that no 5xx was ever answered; senders retried every 4xx.
-    _scenario(failure_stack, "mariadb", _stop_db)
+    _scenario(failure_stack, "mariadb", _outage("stop", "db"))
 
 
 def test_postfix_restarted_during_load(failure_stack: Stack) -> None:
@@ -468,5 +461,5 @@ def test_postfix_restarted_during_load(failure_stack: Stack) -> None:
 
 
 def test_controller_killed_during_load_goes_unnoticed(failure_stack: Stack) -> None:
-    ledger = _scenario(failure_stack, "controller", _kill_controller)
+    ledger = _scenario(failure_stack, "controller", _outage("kill", "controller"))
     assert ledger.trouble() == 0, (dict(ledger.temporary), dict(ledger.connection_errors))
