@@ -158,8 +158,11 @@ class Stack:
         self.run("up", "-d", "--no-build")
 
     def services(self) -> list[str]:
-        """The services of the compose file(s) in use (one container each, no scaling)."""
-        return self.run("config", "--services").stdout.split()
+        """The long-running services of the compose file(s) in use (one container each, no
+        scaling); controller-init runs once at `up` and exits."""
+        return [
+            s for s in self.run("config", "--services").stdout.split() if s != "controller-init"
+        ]
 
     def healthy(self) -> bool:
         ids = self.run("ps", "-q").stdout.split()
@@ -170,6 +173,11 @@ class Stack:
                 ["docker", "inspect", *ids], capture_output=True, text=True, check=True
             ).stdout
         )
+        states = [
+            s
+            for s in states
+            if s["Config"]["Labels"].get("com.docker.compose.service") in self.services()
+        ]
         return len(states) == len(self.services()) and all(
             (s["State"].get("Health") or {}).get("Status") == "healthy" for s in states
         )

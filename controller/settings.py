@@ -92,34 +92,45 @@ class Settings(BaseSettings):
         default=80, description="Port of the ACME challenge responder (HTTP-01) in the container."
     )
 
+    # Peers, by their name on the network of each audience (compose.yaml): a service on
+    # several networks is reached by the alias of the one network its listener binds to.
     dovecot_host: str = Field(
-        default="dovecot", description="Dovecot's name on the internal network (all replicas)."
+        default="dovecot-delivery",
+        description="Where Postfix reaches Dovecot's LMTP, SASL and quota status (all "
+        "replicas; the `delivery` network).",
     )
-    doveadm_port: int = Field(
-        default=8080, description="Dovecot's doveadm HTTP API port (internal network only)."
+    doveadm_host: str = Field(
+        default="dovecot-control",
+        description="Where the controller reaches Dovecot's doveadm HTTP API (all "
+        "replicas; the `control` network).",
     )
+    doveadm_port: int = Field(default=8080, description="Dovecot's doveadm HTTP API port.")
     filter_mode: Literal["full", "no-clamav", "off"] = Field(
         default="full",
         validation_alias="MAILYARD_FILTER",
         description="Content filter: full (Amavis with SpamAssassin and ClamAV), "
         "no-clamav (SpamAssassin only; ClamAV needs 1.2-2.4 GiB of RAM) or off.",
     )
-    amavis_host: str = Field(default="amavis", description="Amavis's name on the internal network.")
+    amavis_host: str = Field(
+        default="amavis-filter",
+        description="Where Postfix hands mail to Amavis (the `filter` network).",
+    )
+    amavis_pdp_host: str = Field(
+        default="amavis-control",
+        description="Where the controller reaches Amavis's AM.PDP port (quarantine "
+        "release; the `control` network).",
+    )
     amavis_pdp_port: int = Field(
         default=9998, description="Amavis's AM.PDP port (quarantine release)."
     )
-    internal_network: str | None = Field(
-        default=None,
-        description="CIDR of the internal compose network, trusted by Postfix's "
-        "re-injection port (10025); found from the routing table when unset.",
-    )
     reinject_host: str = Field(
-        default="postfix-internal",
-        description="Postfix's alias on the internal network only (compose.yaml), where "
-        "Amavis re-injects filtered mail: the plain service name may resolve to the edge "
-        "network, which the re-injection port does not trust.",
+        default="postfix-filter",
+        description="Where Amavis re-injects filtered mail into Postfix (port 10025, the "
+        "`filter` network).",
     )
-    clamd_host: str = Field(default="clamav", description="clamd's name on the internal network.")
+    clamd_host: str = Field(
+        default="clamav-scan", description="Where Amavis reaches clamd (the `scan` network)."
+    )
     mailman_routing: bool = Field(
         default=False,
         description="Whether Postfix routes list addresses to Mailman; the controller "
@@ -133,13 +144,16 @@ class Settings(BaseSettings):
         "Postfix starts with list routing on.",
     )
     mailman_host: str = Field(
-        default="mailman-core", description="Mailman core's name on the internal network."
+        default="mailman-lists",
+        description="Where Postfix delivers list mail to Mailman's LMTP (the `lists` network).",
     )
     postgrey_host: str = Field(
-        default="postgrey", description="Postgrey's name on the internal network."
+        default="postgrey-greylist",
+        description="Where Postfix asks postgrey (the `greylist` network).",
     )
     opendkim_host: str = Field(
-        default="opendkim", description="OpenDKIM's name on the internal network."
+        default="opendkim-milter",
+        description="Where Postfix reaches the OpenDKIM milters (the `milter` network).",
     )
     mailman_secrets_dir: Path = Field(
         default=Path("/var/lib/mailyard-mailman-secrets"),
@@ -147,7 +161,7 @@ class Settings(BaseSettings):
         "the controller reads the REST password `mailman-rest-password` from it.",
     )
     mailman_url: str = Field(
-        default="http://mailman-core:8001/3.1",
+        default="http://mailman-rest:8001/3.1",
         description="Mailman's REST API (mailing lists); empty disables the list features.",
     )
     mailman_rest_user: str = Field(
@@ -185,17 +199,6 @@ class Settings(BaseSettings):
         le=86400.0,
         description="Seconds between checks that every container runs the desired release.",
     )
-
-    @field_validator("internal_network")
-    @classmethod
-    def _valid_network(cls, value: str | None) -> str | None:
-        # It goes into master.cf: only a canonical IPv4 CIDR may pass.
-        if value is None:
-            return None
-        try:
-            return str(ipaddress.IPv4Network(value, strict=True))
-        except ValueError as exc:
-            raise ValueError(f"MAILYARD_INTERNAL_NETWORK: {value!r} is not an IPv4 CIDR") from exc
 
     @field_validator("hostname")
     @classmethod

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 def credentials_changed_hook(settings: Settings) -> Callable[[Sequence[str]], None]:
     """After a mailbox change: flush Dovecot's auth cache for those users on every replica."""
-    cache = AuthCache(settings.dovecot_host, settings.doveadm_port, doveadm_api_key(settings))
+    cache = AuthCache(settings.doveadm_host, settings.doveadm_port, doveadm_api_key(settings))
 
     def flush(addresses: Sequence[str]) -> None:
         cache.flush(addresses)

@@ -43,6 +43,7 @@ from controller.db.models import DkimKey, Domain, utcnow
 from controller.domain.access import Context
 from controller.domain.errors import Conflict, InvalidInput, NotFound
 from controller.domain.validation import normalize_domain
+from controller.services.rendering import hand_to_group
 
 OPENDKIM_GID = 222
 DEFAULT_ALGORITHM = "rsa-2048"
@@ -120,8 +121,9 @@ def record_name(selector: str) -> str:
 class KeyStore:
     """The private key files in the `dkim` volume: `<root>/<domain>/<selector>.key`.
 
-    Files are root:222 0640 and directories root:222 0750, so only OpenDKIM's group reads
-    them. Ownership is only set when running as root (unit tests run unprivileged).
+    Files are 0640 and directories 0750, group 222, so only OpenDKIM's group reads them
+    (besides the controller that writes them). The group is set as the controller's user
+    is a member of it; unit tests run without it.
     """
 
     def __init__(self, root: Path, gid: int = OPENDKIM_GID) -> None:
@@ -140,8 +142,7 @@ class KeyStore:
         self._own(path, 0o750)
 
     def _own(self, path: Path, mode: int) -> None:
-        if os.geteuid() == 0:
-            os.chown(path, 0, self.gid)
+        hand_to_group(path, self.gid)
         os.chmod(path, mode)
 
     def write(self, domain: str, selector: str, private_pem: bytes) -> Path:

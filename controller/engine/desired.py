@@ -14,29 +14,14 @@ from controller.domain.mail_settings import MailSettings
 from controller.services import amavis, dovecot, opendkim, postfix, postgrey
 from controller.services.certificates import paths as certificate_paths
 from controller.services.managed import ManagedService
-from controller.services.network import NetworkUnknown, network_of
 from controller.services.rendering import Release, render_release
 from controller.services.secret_files import ensure_secret, read_secret
 from controller.settings import Settings
 
 MAIL_ROOT = "/var/vmail"
-NOTHING_TRUSTED = "127.0.0.1/32"
 MAILMAN_LMTP_PORT = 8024
 
 log = logging.getLogger(__name__)
-
-
-def internal_network(settings: Settings) -> str:
-    """The internal network's CIDR (see controller/services/network.py). If it cannot be
-    found, nothing is trusted on the re-injection port: filtered mail then waits in
-    Postfix's queue (deferred) and the log says why, instead of an open relay."""
-    if settings.internal_network is None:
-        try:
-            settings.internal_network = network_of(settings.db_host)
-        except NetworkUnknown as exc:
-            log.warning("re-injection from Amavis will be refused: %s", exc)
-            return NOTHING_TRUSTED
-    return settings.internal_network
 
 
 def _common_context(settings: Settings, mail: MailSettings) -> dict[str, Any]:
@@ -97,7 +82,8 @@ def desired_releases(settings: Settings, mail: MailSettings) -> dict[str, Releas
         "amavis_originating_port": amavis.ORIGINATING_PORT,
         "amavis_max_servers": amavis.MAX_SERVERS,
         "reinject_port": postfix.REINJECT_PORT,
-        "internal_network": internal_network(settings),
+        "reinject_listen": postfix.REINJECT_LISTEN_NAME,
+        "network_tables_dir": postfix.NETWORK_TABLES_DIR,
         "opendkim_host": settings.opendkim_host,
         "opendkim_ports": [opendkim.MILTER_PORT, opendkim.MILTER_PORT_ED25519],
         "postgrey_host": settings.postgrey_host,
@@ -106,6 +92,11 @@ def desired_releases(settings: Settings, mail: MailSettings) -> dict[str, Releas
         "mailman_lmtp_port": MAILMAN_LMTP_PORT,
         "mailman_db_name": MAILMAN_DATABASE,
         "mailman_submit_port": postfix.MAILMAN_SUBMIT_PORT,
+        "mailman_submit_listen": postfix.MAILMAN_SUBMIT_LISTEN_NAME,
+        "web_submit_port": postfix.WEB_SUBMIT_PORT,
+        "web_submit_listen": postfix.WEB_SUBMIT_LISTEN_NAME,
+        "web_submit_messages_per_minute": postfix.WEB_SUBMIT_MESSAGES_PER_MINUTE,
+        "web_submit_recipient_limit": postfix.WEB_SUBMIT_RECIPIENT_LIMIT,
         "postgrey_port": postgrey.POLICY_PORT,
     }
     dovecot_context = {
@@ -114,6 +105,8 @@ def desired_releases(settings: Settings, mail: MailSettings) -> dict[str, Releas
         "db_password": read_secret(settings.secrets_dir / "db-dovecot-password"),
         "doveadm_api_key": doveadm_api_key(settings),
         "doveadm_port": settings.doveadm_port,
+        "delivery_listen_name": dovecot.DELIVERY_LISTEN_NAME,
+        "control_listen_name": dovecot.CONTROL_LISTEN_NAME,
         "vmail_uid": dovecot.VMAIL_UID,
         "mail_root": MAIL_ROOT,
         "junk_sieve": dovecot.JUNK_SIEVE,
@@ -128,6 +121,12 @@ def desired_releases(settings: Settings, mail: MailSettings) -> dict[str, Releas
         "clamd_port": amavis.CLAMD_PORT,
         "reinject_host": settings.reinject_host,
         "reinject_port": postfix.REINJECT_PORT,
+        "filter_listen": amavis.FILTER_LISTEN_NAME,
+        "control_listen": amavis.CONTROL_LISTEN_NAME,
+        "inbound_port": amavis.INBOUND_PORT,
+        "originating_port": amavis.ORIGINATING_PORT,
+        "pdp_port": amavis.PDP_PORT,
+        "network_tables_dir": amavis.NETWORK_TABLES_DIR,
     }
     contexts = {
         postfix.SERVICE: postfix_context,
@@ -135,7 +134,6 @@ def desired_releases(settings: Settings, mail: MailSettings) -> dict[str, Releas
         amavis.SERVICE: amavis_context,
         postgrey.SERVICE: common,
         opendkim.SERVICE: opendkim.context(
-            internal_network=internal_network(settings),
             db_host=settings.db_host,
             db_port=settings.db_port,
             db_name=settings.db_name,

@@ -6,6 +6,7 @@ engine and services layers depend on the `Runtime` protocol below.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,6 +28,19 @@ class Replica:
     running: bool
     restarting: bool
     started_at: str  # changes whenever the container (re)starts
+
+
+@dataclass(frozen=True)
+class AttachedNetwork:
+    """One network a container is on: its address there, and the network's gateway."""
+
+    name: str
+    address: ipaddress.IPv4Interface  # the container's address, with the network's length
+    gateway: ipaddress.IPv4Address | None  # None on networks without one
+
+    @property
+    def network(self) -> ipaddress.IPv4Network:
+        return self.address.network
 
 
 @dataclass(frozen=True)
@@ -67,4 +81,8 @@ class Runtime(Protocol):
 
     def addresses(self, replica: Replica) -> list[str]:
         """The container's IP addresses on its networks."""
+        ...
+
+    def networks(self, replica: Replica) -> list[AttachedNetwork]:
+        """The networks the container is on, with its address on each."""
         ...

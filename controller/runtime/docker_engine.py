@@ -2,21 +2,27 @@
 
 The controller finds its own stack through Compose's labels on its own container, so
 `--scale postfix=2` replicas and custom project names need no configuration.
+
+In the stack the controller has no Docker socket: it talks to the Docker filter
+(images/docker-proxy), which passes on only calls that name one of this project's
+managed containers by name. So every call here addresses a container by its name, never
+by its id, and the list of containers is read without inspecting each one by id.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import socket
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 import docker
 from docker.errors import APIError, DockerException, NotFound
-from docker.models.containers import Container
 
-from controller.runtime import ExecResult, Replica, RuntimeUnavailable
+from controller.runtime import AttachedNetwork, ExecResult, Replica, RuntimeUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -38,41 +44,57 @@ class DockerRuntime:
         self.project = project or self._own_project()
 
     def _own_project(self) -> str:
+        # The container list (with its labels) is readable through the filter; inspecting
+        # the controller's own container is not.
         try:
-            me = self._client.containers.get(socket.gethostname())
+            mine = self._client.api.containers(all=True, filters={"id": socket.gethostname()})
         except (NotFound, APIError) as exc:
             raise RuntimeUnavailable(
                 "cannot tell which Compose project this controller belongs to; set "
                 "MAILYARD_COMPOSE_PROJECT"
             ) from exc
-        project = me.labels.get(PROJECT_LABEL)
+        project = (mine[0].get("Labels") or {}).get(PROJECT_LABEL) if len(mine) == 1 else None
         if not project:
             raise RuntimeUnavailable("the controller container has no Compose project label")
         return str(project)
 
+    def _inspect(self, name: str) -> dict[str, Any]:
+        return dict(self._client.api.inspect_container(name))
+
     @staticmethod
-    def _replica(container: Container) -> Replica:
-        state = container.attrs.get("State", {})
+    def _replica(attrs: Mapping[str, Any]) -> Replica:
+        state = attrs.get("State", {})
+        labels = (attrs.get("Config") or {}).get("Labels") or {}
         return Replica(
-            id=str(container.id),
-            name=str(container.name),
-            service=str(container.labels.get(SERVICE_LABEL, "")),
-            number=int(container.labels.get(NUMBER_LABEL, "1") or 1),
+            id=str(attrs.get("Id", "")),
+            name=str(attrs.get("Name", "")).lstrip("/"),
+            service=str(labels.get(SERVICE_LABEL, "")),
+            number=int(labels.get(NUMBER_LABEL, "1") or 1),
             running=bool(state.get("Running")) and not bool(state.get("Restarting")),
             restarting=bool(state.get("Restarting")),
             started_at=str(state.get("StartedAt", "")),
         )
 
     def replicas(self, service: str) -> list[Replica]:
-        containers = self._client.containers.list(
+        listed = self._client.api.containers(
             all=True,
             filters={"label": [f"{PROJECT_LABEL}={self.project}", f"{SERVICE_LABEL}={service}"]},
         )
-        return sorted((self._replica(c) for c in containers), key=lambda r: r.number)
+        replicas = []
+        for item in listed:
+            # A list entry has no start time; the full one is read by name.
+            names = item.get("Names") or []
+            if not names:
+                continue
+            try:
+                replicas.append(self._replica(self._inspect(str(names[0]).lstrip("/"))))
+            except NotFound:
+                continue  # removed meanwhile
+        return sorted(replicas, key=lambda r: r.number)
 
     def refresh(self, replica: Replica) -> Replica | None:
         try:
-            return self._replica(self._client.containers.get(replica.id))
+            return self._replica(self._inspect(replica.name))
         except NotFound:
             return None
 
@@ -84,11 +106,13 @@ class DockerRuntime:
         environment: Mapping[str, str] | None = None,
         tty: bool = False,
     ) -> ExecResult:
+        api = self._client.api
         try:
-            container = self._client.containers.get(replica.id)
-            exit_code, output = container.exec_run(
-                list(argv), environment=dict(environment or {}), tty=tty, demux=False
+            created = api.exec_create(
+                replica.name, list(argv), environment=dict(environment or {}), tty=tty
             )
+            output = api.exec_start(created["Id"], tty=tty, demux=False)
+            exit_code = api.exec_inspect(created["Id"]).get("ExitCode")
         except (APIError, NotFound) as exc:
             return ExecResult(
                 exit_code=125, output=f"cannot run {argv[0]} in {replica.name}: {exc}"
@@ -98,8 +122,9 @@ class DockerRuntime:
 
     def logs_since(self, replica: Replica, since: datetime) -> str:
         try:
-            container = self._client.containers.get(replica.id)
-            raw = container.logs(stdout=True, stderr=True, since=since, timestamps=False)
+            raw = self._client.api.logs(
+                replica.name, stdout=True, stderr=True, since=since, timestamps=False
+            )
         except (APIError, NotFound) as exc:
             log.warning("cannot read the log of %s: %s", replica.name, exc)
             return ""
@@ -107,17 +132,35 @@ class DockerRuntime:
 
     def start(self, replica: Replica) -> None:
         try:
-            self._client.containers.get(replica.id).start()
+            self._client.api.start(replica.name)
         except (APIError, NotFound) as exc:
             log.warning("cannot start %s: %s", replica.name, exc)
 
     def addresses(self, replica: Replica) -> list[str]:
+        # The public (edge) address first: the controller reads public ports there.
+        networks = sorted(self.networks(replica), key=lambda n: not n.name.endswith("_edge"))
+        return [str(network.address.ip) for network in networks]
+
+    def networks(self, replica: Replica) -> list[AttachedNetwork]:
         try:
-            container = self._client.containers.get(replica.id)
+            attrs = self._inspect(replica.name)
         except (APIError, NotFound):
             return []
-        networks = container.attrs.get("NetworkSettings", {}).get("Networks", {}) or {}
-        return [str(item["IPAddress"]) for item in networks.values() if item.get("IPAddress")]
+        attached = attrs.get("NetworkSettings", {}).get("Networks", {}) or {}
+        networks = []
+        for name, item in sorted(attached.items()):
+            if not item.get("IPAddress"):
+                continue
+            networks.append(
+                AttachedNetwork(
+                    name=str(name),
+                    address=ipaddress.IPv4Interface(f"{item['IPAddress']}/{item['IPPrefixLen']}"),
+                    gateway=(
+                        ipaddress.IPv4Address(item["Gateway"]) if item.get("Gateway") else None
+                    ),
+                )
+            )
+        return networks
 
 
 def connect(project: str | None = None) -> DockerRuntime | None:

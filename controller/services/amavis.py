@@ -9,7 +9,9 @@ mailyard-amavis-healthcheck and mailyard-activate.
 
 Template context (controller/engine/desired.py): `s` (hostname,
 filter_spam_network_tests), db_host, db_name, db_user, db_password, filter_mode
-("full" | "no-clamav" | "off"), clamd_host, clamd_port, reinject_host, reinject_port.
+("full" | "no-clamav" | "off"), clamd_host, clamd_port, reinject_host, reinject_port,
+filter_listen, control_listen, inbound_port, originating_port, pdp_port,
+network_tables_dir.
 """
 
 from __future__ import annotations
@@ -27,8 +29,13 @@ PDP_PORT = 9998  # AM.PDP: quarantine release
 # amavisd's child processes (amavisd.conf $max_servers): Postfix's transport to Amavis
 # must not open more connections at once than this.
 MAX_SERVERS = 2
-CLAMD_HOST = "clamav"
 CLAMD_PORT = 3310
+# Where it listens (compose.yaml aliases; images/common/bind-names.sh maps each to this
+# container's address on that network): Postfix's mail on `filter`, releases on
+# `control`. The entrypoint writes each network as NETWORK_TABLES_DIR/<name>.cidr.
+FILTER_LISTEN_NAME = "amavis-filter"
+CONTROL_LISTEN_NAME = "amavis-control"
+NETWORK_TABLES_DIR = "/run/mailyard/networks"
 
 TEMPLATES: tuple[TemplateFile, ...] = (
     TemplateFile("amavisd.conf.j2", "amavisd.conf", mode=0o640, gid=AMAVIS_GID),

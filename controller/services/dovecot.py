@@ -33,6 +33,11 @@ JUNK_SIEVE = "/usr/local/share/mailyard/sieve/spam-to-junk.sieve"
 DUPLICATE_SIEVE = "/usr/local/share/mailyard/sieve/duplicate-delivery.sieve"
 SASL_PORT = 12345
 QUOTA_STATUS_PORT = 12340
+# Where the internal listeners bind (compose.yaml aliases; images/common/bind-names.sh
+# maps each to this container's address on that network): LMTP, SASL and quota status on
+# `delivery` (Postfix), doveadm on `control` (the controller).
+DELIVERY_LISTEN_NAME = "dovecot-delivery"
+CONTROL_LISTEN_NAME = "dovecot-control"
 
 TEMPLATES: tuple[TemplateFile, ...] = (
     # Both files hold secrets (doveadm API key, database password).

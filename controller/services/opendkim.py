@@ -20,9 +20,9 @@ Contract with images/opendkim: gid 222 is `opendkim`, releases appear under
 re-read the configuration without a restart), mailyard-opendkim-healthcheck (a milter
 option negotiation on ports 8891 and 8892) and mailyard-activate.
 
-Template context (templates/opendkim/*.j2), see `context()`: milter_port,
-milter_port_ed25519, internal_hosts (list of addresses/CIDR), db_host, db_port, db_name,
-db_user, db_password.
+Template context (templates/opendkim/*.j2), see `context()`: listen_name, milter_port,
+milter_port_ed25519, internal_hosts (list of addresses/CIDR), originating_daemon, db_host,
+db_port, db_name, db_user, db_password.
 """
 
 from __future__ import annotations
@@ -40,9 +40,16 @@ MILTER_PORT_ED25519 = 8892
 DB_USER = "mailyard_opendkim"
 PASSWORD_FILE_NAME = "db-opendkim-password"  # noqa: S105 - a file name, not a secret
 KEY_DIR = "/var/lib/mailyard-dkim"  # inside the opendkim container
-# Clients whose mail is signed without SMTP AUTH: only Postfix's own local submissions
-# (pickup, bounces) reach the milter from here; authenticated senders are always signed.
+# OpenDKIM listens on its address on the `milter` network, which only Postfix shares
+# (compose.yaml); the name maps to that address inside the container only
+# (images/common/bind-names.sh), and Postfix reaches every replica by it.
+LISTEN_NAME = "opendkim-milter"
+# Clients whose mail is signed without SMTP AUTH by address: only Postfix's own local
+# submissions (pickup, bounces). Authenticated senders are always signed.
 DEFAULT_INTERNAL_HOSTS = ("127.0.0.1", "::1")
+# ...and by listener: Postfix names the listeners whose mail is ours to sign (587, 465,
+# Mailman's 10027, the web interface's 10028) with this {daemon_name} (master.cf).
+ORIGINATING_DAEMON = "ORIGINATING"
 
 TEMPLATES: tuple[TemplateFile, ...] = (
     TemplateFile("opendkim.conf.j2", "opendkim.conf", mode=0o640, gid=OPENDKIM_GID),
@@ -50,17 +57,15 @@ TEMPLATES: tuple[TemplateFile, ...] = (
 )
 
 
-def context(
-    *, internal_network: str, db_host: str, db_port: int, db_name: str, db_password: str
-) -> dict[str, Any]:
-    """The template context; desired.py passes the internal network, the database
-    location and the password read from the secrets volume (`db-opendkim-password`).
-    The internal network signs without SMTP AUTH: only Mailman's list mail reaches the
-    milter from there (Postfix's port 10027); other internal listeners have no milter."""
+def context(*, db_host: str, db_port: int, db_name: str, db_password: str) -> dict[str, Any]:
+    """The template context; desired.py passes the database location and the password
+    read from the secrets volume (`db-opendkim-password`)."""
     return {
+        "listen_name": LISTEN_NAME,
         "milter_port": MILTER_PORT,
         "milter_port_ed25519": MILTER_PORT_ED25519,
-        "internal_hosts": [*DEFAULT_INTERNAL_HOSTS, internal_network],
+        "internal_hosts": list(DEFAULT_INTERNAL_HOSTS),
+        "originating_daemon": ORIGINATING_DAEMON,
         "db_host": db_host,
         "db_port": db_port,
         "db_name": db_name,

@@ -18,11 +18,23 @@ from controller.services.rendering import TemplateFile
 
 SERVICE = "postfix"
 POSTFIX_GID = 200
-# Where Amavis hands filtered mail back (master.cf; trusted from the internal network).
+# Where Amavis hands filtered mail back (master.cf).
 REINJECT_PORT = 10025
-# Where Mailman sends list mail out (master.cf; trusted from the internal network, DKIM
-# signed and filtered like submitted mail).
+# Where Mailman sends list mail out (master.cf; DKIM signed and filtered like submitted
+# mail).
 MAILMAN_SUBMIT_PORT = 10027
+# Where the web interface (Postorius, HyperKitty) sends its mail: few, rate limited.
+WEB_SUBMIT_PORT = 10028
+WEB_SUBMIT_MESSAGES_PER_MINUTE = 30
+WEB_SUBMIT_RECIPIENT_LIMIT = 5
+# Each of those listeners binds to Postfix's address on the network of its one client
+# (compose.yaml aliases; images/common/bind-names.sh maps them inside the container) and
+# trusts exactly that network: images/postfix/entrypoint.sh writes it, as a cidr table
+# named after the listener, into NETWORK_TABLES_DIR.
+REINJECT_LISTEN_NAME = "postfix-filter"
+MAILMAN_SUBMIT_LISTEN_NAME = "postfix-lists"
+WEB_SUBMIT_LISTEN_NAME = "postfix-webmail"
+NETWORK_TABLES_DIR = "/run/mailyard/networks"
 
 SQL_MAPS = (
     "virtual_mailbox_domains",

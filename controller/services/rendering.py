@@ -242,8 +242,21 @@ class ReleaseStore:
 
 
 def _set_owner(path: Path, gid: int) -> None:
-    # Only root can hand files to a service's group; unit tests run unprivileged.
+    hand_to_group(path, gid)
+
+
+def hand_to_group(path: Path, gid: int) -> None:
+    """Give `path` to a service's group (e.g. postfix for files with a database password).
+
+    The controller runs as an unprivileged user that is a member of those groups
+    (images/controller/Dockerfile), which is all chown needs to change a file's group;
+    unit tests run as a user without them, and leave the group alone.
+    """
+    if not gid:
+        return
     if os.geteuid() == 0:
         os.chown(path, 0, gid)
-    elif gid:
-        log.debug("not root: leaving group of %s unchanged (wanted %d)", path, gid)
+    elif gid in os.getgroups():
+        os.chown(path, -1, gid)
+    else:
+        log.debug("not in group %d: leaving the group of %s unchanged", gid, path)

@@ -14,6 +14,10 @@ case $filter in
   *) echo "MAILYARD_FILTER must be full, no-clamav or off, not '$filter'" >&2; exit 2 ;;
 esac
 
+# Postfix's mail (10024, 10026) on the `filter` network, quarantine releases (9998) on
+# `control`; amavisd.conf reads the networks' .cidr files for its access lists.
+mailyard-bind-names --cidr /run/mailyard/networks amavis-filter amavis-control
+
 echo "starting on release $(mailyard-await-release amavisd.conf)"
 
 # The state volume may be new (owned by root).
@@ -32,4 +36,8 @@ else
 fi
 
 # The link, not its target: a reload (SIGHUP) re-reads whatever release is active then.
-exec amavisd -c /etc/mailyard/active/amavisd.conf foreground
+# -X no_conf_file_writable_check: amavisd wants its configuration (Perl, run as root)
+# owned by root, against local users editing it. The file belongs to the controller's
+# user (uid 990, another container), on a volume mounted read-only here: nobody in this
+# container can change it. The re-exec on SIGHUP keeps the option.
+exec amavisd -X no_conf_file_writable_check -c /etc/mailyard/active/amavisd.conf foreground

@@ -8,7 +8,8 @@ if [ "${MAILYARD_FILTER:-full}" = off ]; then
   exit 0
 fi
 port=${1:-10024}
-exec 3<>"/dev/tcp/127.0.0.1/$port" || { echo "amavis: port $port closed"; exit 1; }
+# Where Postfix reaches it (images/common/bind-names.sh).
+exec 3<>"/dev/tcp/amavis-filter/$port" || { echo "amavis: port $port closed"; exit 1; }
 IFS= read -r -t 8 line <&3 || true
 [[ $line == 220* ]] || { echo "amavis: no 220 banner on $port: ${line:-nothing}"; exit 1; }
 printf 'EHLO healthcheck.invalid\r\n' >&3

@@ -22,7 +22,7 @@ children() {  # the current children of the amavisd master process
 }
 old=$(children | sort)
 
-amavisd -c "$config" reload
+amavisd -X no_conf_file_writable_check -c "$config" reload
 
 for _ in $(seq 1 90); do
   sleep 1

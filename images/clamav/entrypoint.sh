@@ -16,6 +16,9 @@ case $filter in
   *) echo "MAILYARD_FILTER must be full, no-clamav or off, not '$filter'" >&2; exit 2 ;;
 esac
 
+# clamd listens on the `scan` network only, which only Amavis shares (clamd.conf).
+mailyard-bind-names clamav-scan
+
 db=/var/lib/clamav
 mkdir -p "$db" /run/clamav
 chown clamav:clamav "$db" /run/clamav

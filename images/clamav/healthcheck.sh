@@ -5,7 +5,7 @@ set -euo pipefail
 case ${MAILYARD_FILTER:-full} in
   off|no-clamav) echo "idle: MAILYARD_FILTER=$MAILYARD_FILTER needs no clamd"; exit 0 ;;
 esac
-exec 3<>/dev/tcp/127.0.0.1/3310 || { echo "clamd: port 3310 closed"; exit 1; }
+exec 3<>/dev/tcp/clamav-scan/3310 || { echo "clamd: port 3310 closed"; exit 1; }
 printf 'zPING\0' >&3
 IFS= read -r -d '' -t 5 reply <&3 || true
 exec 3>&-

@@ -38,9 +38,14 @@ generate "$mailman_secrets_dir/mailman-rest-password" "the Mailman REST API pass
 # HyperKitty's archiver and Mailman share.
 generate "$mailman_secrets_dir/db-mailmanweb-password" "the database password for 'mailmanweb'"
 generate "$mailman_secrets_dir/hyperkitty-api-key" "the HyperKitty archiver key"
-# The controller reads these files; it runs as root in its own container. Mailman reads
-# its two as root too (its entrypoint renders mailman.cfg before dropping privileges).
+# The controller reads these files as its own user, uid 990 (images/controller), with no
+# capability: they are its. The other services read theirs as root before dropping
+# privileges (Mailman's entrypoint renders mailman.cfg, mailman-web its settings).
 chmod 0600 "$secrets_dir"/db-*-password "$mailman_secrets_dir"/*-password
+chown 990:990 "$secrets_dir" "$secrets_dir"/db-*-password "$mailman_secrets_dir/mailman-rest-password"
+chmod 0700 "$secrets_dir"
+# Into Mailman's secrets the controller only passes to read its one file.
+chmod 0711 "$mailman_secrets_dir"
 
 if [ ! -d "$datadir/mysql" ]; then
   echo "initialising the MariaDB data directory"

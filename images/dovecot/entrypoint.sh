@@ -2,6 +2,10 @@
 # Runs Dovecot in the foreground once the controller has rendered a release.
 set -euo pipefail
 
+# LMTP, SASL and quota status listen on the `delivery` network (Postfix), doveadm on
+# `control` (the controller): dovecot.conf names these addresses.
+mailyard-bind-names dovecot-delivery dovecot-control
+
 echo "starting on release $(mailyard-await-release dovecot.conf)"
 
 # Compile the global Sieve scripts next to them (the directory is the image's,

@@ -15,7 +15,8 @@ done
 printf 'h2 LOGOUT\r\n' >&3
 exec 3>&-
 
-exec 4<>/dev/tcp/127.0.0.1/24
+# LMTP listens where Postfix reaches it only (images/common/bind-names.sh).
+exec 4<>/dev/tcp/dovecot-delivery/24
 IFS= read -r -t 5 line <&4
 [[ $line == 220* ]] || { echo "lmtp: no banner: $line"; exit 1; }
 printf 'LHLO healthcheck.invalid\r\n' >&4

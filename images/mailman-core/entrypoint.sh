@@ -36,6 +36,10 @@ for _ in $(seq 1 60); do
   sleep 2
 done
 
+# LMTP (8024) on the `lists` network (Postfix), REST (8001) on `mailman` (the
+# controller and the web interface): mailman.cfg names these addresses.
+mailyard-bind-names mailman-lists mailman-rest
+
 mailyard-mailman-render-config
 
 # Locks and the PID file belong to this run only. /run is not a tmpfs in a container: after

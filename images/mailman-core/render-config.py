@@ -69,7 +69,8 @@ def main():
     db_port = env("MAILYARD_MAILMAN_DB_PORT", "3306")
     db_name = env("MAILYARD_MAILMAN_DB_NAME", "mailman")
     db_user = env("MAILYARD_MAILMAN_DB_USER", "mailyard_mailman")
-    smtp_host = env("MAILYARD_MAILMAN_SMTP_HOST", "postfix-internal")
+    # Postfix's listener for list mail, on the `lists` network (compose.yaml).
+    smtp_host = env("MAILYARD_MAILMAN_SMTP_HOST", "postfix-lists")
     smtp_port = env("MAILYARD_MAILMAN_SMTP_PORT", "10027")
     rest_user = env("MAILYARD_MAILMAN_REST_USER", "restadmin")
     # One gunicorn worker (~65 MB each): the controller is the only client.
@@ -174,8 +175,9 @@ class: mailman.database.mysql.MySQLDatabase
 url: {url}
 
 [webservice]
-# Reachable on the internal network only (nothing is published).
-hostname: 0.0.0.0
+# On the `mailman` network only (the controller, the web interface); the entrypoint maps
+# the name to that address (images/common/bind-names.sh).
+hostname: mailman-rest
 port: 8001
 use_https: no
 show_tracebacks: no
@@ -195,7 +197,8 @@ smtp_port: {smtp_port}
 smtp_user:
 smtp_pass:
 smtp_secure_mode: smtp
-lmtp_host: 0.0.0.0
+# On the `lists` network only (Postfix).
+lmtp_host: mailman-lists
 lmtp_port: 8024
 
 # No NNTP gateway.

@@ -66,6 +66,9 @@ chown root:www-data "$state"
 chmod 0770 "$state"
 chown -R www-data:www-data "$state/fulltext_index"
 
+# Port 8000 (the archiver API) listens on the `mailman` network only (nginx.conf).
+mailyard-bind-names mailman-web-archive
+
 mailyard-web-render-settings
 
 # The certificate comes from the controller (self-signed at its first start, then ACME or

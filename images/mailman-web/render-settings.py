@@ -47,7 +47,8 @@ def read(path):
 def main():
     hostname = env("MAILYARD_HOSTNAME", "mail.example.com")
     extra_hosts = env("MAILYARD_WEB_ALLOWED_HOSTS", "").replace(",", " ").split()
-    internal_name = env("MAILYARD_WEB_INTERNAL_NAME", "mailman-web")
+    # Its name on the `mailman` network, where Mailman core reaches port 8000.
+    internal_name = env("MAILYARD_WEB_INTERNAL_NAME", "mailman-web-archive")
     db = {
         "ENGINE": "django.db.backends.mysql",
         "HOST": env("MAILYARD_WEB_DB_HOST", "db"),
@@ -59,10 +60,11 @@ def main():
         # Reuse connections for a minute instead of one per request.
         "CONN_MAX_AGE": 60,
     }
-    rest_url = env("MAILYARD_MAILMAN_REST_URL", "http://mailman-core:8001")
+    rest_url = env("MAILYARD_MAILMAN_REST_URL", "http://mailman-rest:8001")
     rest_user = env("MAILYARD_MAILMAN_REST_USER", "restadmin")
-    smtp_host = env("MAILYARD_WEB_SMTP_HOST", "postfix-internal")
-    smtp_port = env("MAILYARD_WEB_SMTP_PORT", "10027")
+    # Postfix's listener for this interface's mail, on the `webmail` network.
+    smtp_host = env("MAILYARD_WEB_SMTP_HOST", "postfix-webmail")
+    smtp_port = env("MAILYARD_WEB_SMTP_PORT", "10028")
     from_address = env("MAILYARD_WEB_FROM", f"postorius@{hostname}")
     admin_email = env("MAILYARD_WEB_ADMIN_EMAIL", f"postmaster@{hostname}")
     level = LEVELS.get(env("MAILYARD_LOG_LEVEL", "info").lower(), "INFO")

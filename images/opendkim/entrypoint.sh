@@ -2,6 +2,9 @@
 # Runs OpenDKIM in the foreground once the controller has rendered a release.
 set -euo pipefail
 
+# Both milters listen on the `milter` network only, which only Postfix shares.
+mailyard-bind-names opendkim-milter
+
 echo "starting on release $(mailyard-await-release opendkim.conf)"
 
 # OpenDKIM logs only to syslog: a syslogd in this container writes it to the log.

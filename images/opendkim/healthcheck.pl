@@ -19,7 +19,7 @@ sub read_exactly {
 sub negotiate {
     my ($port) = @_;
     my $socket = IO::Socket::INET->new(
-        PeerAddr => '127.0.0.1', PeerPort => $port, Proto => 'tcp', Timeout => 5,
+        PeerAddr => 'opendkim-milter', PeerPort => $port, Proto => 'tcp', Timeout => 5,
     ) or die "cannot connect: $!\n";
     local $SIG{ALRM} = sub { die "no answer to option negotiation\n" };
     alarm 5;

@@ -3,6 +3,11 @@
 # delivering anything twice.
 set -euo pipefail
 
+# Re-injection from Amavis (10025), list mail from Mailman (10027) and the web
+# interface's mail (10028) listen on the network of their one client each, and trust
+# that network only (master.cf reads the .cidr tables written here).
+mailyard-bind-names --cidr /run/mailyard/networks postfix-filter postfix-lists postfix-webmail
+
 echo "starting on release $(mailyard-await-release main.cf master.cf)"
 
 # Queue directories live in a volume that may be new or come from an older image:

@@ -72,6 +72,9 @@ if [ "${1:-}" = --check ]; then
   exit $?
 fi
 
+# On the `greylist` network only, which only Postfix shares.
+mailyard-bind-names postgrey-greylist
+
 echo "starting on release $(mailyard-await-release postgrey.args)"
 
 # The database volume may be new (owned by root).
@@ -94,7 +97,7 @@ start_postgrey() {
     exit 1
   fi
   echo "postgrey starting on release $release: ${ARGS[*]}"
-  postgrey --inet=0.0.0.0:10023 --dbdir=/var/lib/postgrey --user=postgrey --group=postgrey \
+  postgrey --inet=postgrey-greylist:10023 --dbdir=/var/lib/postgrey --user=postgrey --group=postgrey \
     "${ARGS[@]}" &
   child=$!
   echo "$child" >"$CHILD_PID"

@@ -3,7 +3,7 @@
 # The client is 240.0.0.1 (reserved, never a real client), so the one database entry
 # this makes can never greylist or whitelist anybody else.
 set -euo pipefail
-exec 3<>/dev/tcp/127.0.0.1/10023
+exec 3<>/dev/tcp/postgrey-greylist/10023
 printf '%s\n' request=smtpd_access_policy protocol_state=RCPT protocol_name=ESMTP \
   client_address=240.0.0.1 client_name=unknown helo_name=healthcheck.mailyard.invalid \
   sender=healthcheck@mailyard.invalid recipient=healthcheck@mailyard.invalid \

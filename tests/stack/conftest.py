@@ -22,7 +22,14 @@ from typing import Any
 
 import httpx
 import pytest
-from mailtools import PUBLISHED_PORTS, free_ports, imap_message_ids, insecure_tls, wait_for
+from mailtools import (
+    ONE_SHOT_SERVICES,
+    PUBLISHED_PORTS,
+    free_ports,
+    imap_message_ids,
+    insecure_tls,
+    wait_for,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 HOSTNAME = "mail.mailyard.test"
@@ -194,8 +201,10 @@ class Stack:
 
 
 def _service_count(stack: Stack) -> int:
-    """One container per service of the compose files in use (no scaling)."""
-    return len(stack.run_compose("config", "--services").stdout.split())
+    """One running container per service of the compose files in use (no scaling; the
+    one-shot services have exited by then)."""
+    services = stack.run_compose("config", "--services").stdout.split()
+    return len(set(services) - ONE_SHOT_SERVICES)
 
 
 def _wait_healthy(stack: Stack, timeout: float = 360, *, extra_containers: int = 0) -> None:
@@ -217,6 +226,8 @@ def _wait_healthy(stack: Stack, timeout: float = 360, *, extra_containers: int =
                     "Status", item["State"]["Status"]
                 )
                 for item in inspected
+                if item["Config"]["Labels"].get("com.docker.compose.service")
+                not in ONE_SHOT_SERVICES
             }
             if len(states) >= expected and all(state == "healthy" for state in states.values()):
                 return

@@ -37,6 +37,10 @@ PUBLISHED_PORTS = {
 }
 
 
+# Services that run once at `up` and exit (compose.yaml): no container stays for them.
+ONE_SHOT_SERVICES = frozenset({"controller-init"})
+
+
 def free_ports(count: int) -> list[int]:
     """`count` different loopback ports nobody listens on right now. The probes stay
     bound until all are chosen: probing one at a time can return the same port twice

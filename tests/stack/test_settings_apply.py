@@ -333,14 +333,14 @@ def test_relayhost_password_is_write_only_and_reaches_postfix(
     assert "other-pw" not in plan.text
     assert "a secret value changed (not shown)" in plan.json()["services"]["postfix"]["diff"]
 
-    # Postfix's smtp client finds the credentials for the relayhost, and only root and
-    # the postfix group can read them.
+    # Postfix's smtp client finds the credentials for the relayhost, and only the
+    # controller's user (uid 990, which writes them) and the postfix group can read them.
     found = stack.exec(
         "postfix", "postmap", "-q", "[sink]:25", "texthash:/etc/mailyard/active/relay_passwords"
     ).stdout.strip()
     assert found == f"relayuser:{secret}"
     mode = stack.exec(
-        "postfix", "stat", "-L", "-c", "%a %U %G", "/etc/mailyard/active/relay_passwords"
+        "postfix", "stat", "-L", "-c", "%a %u %G", "/etc/mailyard/active/relay_passwords"
     ).stdout.split()
-    assert mode == ["640", "root", "postfix"]
+    assert mode == ["640", "990", "postfix"]
     assert secret not in stack.run_compose("logs", "controller").stdout
