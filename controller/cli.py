@@ -115,6 +115,7 @@ def _serve_https(settings: Settings, manager: Any, app: Any) -> None:
     import uvicorn
 
     from controller.services.certificates import paths
+    from controller.services.tls_policy import MANDATORY_TLS12_CIPHERS
 
     files = paths(settings.certs_dir)
     config = uvicorn.Config(
@@ -123,6 +124,9 @@ def _serve_https(settings: Settings, manager: Any, app: Any) -> None:
         port=settings.https_port,
         ssl_certfile=str(files.chain),
         ssl_keyfile=str(files.key),
+        # Python's server context allows TLS 1.2 and 1.3 only; uvicorn's default cipher
+        # string ("TLSv1") would add the CBC suites back.
+        ssl_ciphers=MANDATORY_TLS12_CIPHERS,
         log_level=settings.log_level,
     )
 

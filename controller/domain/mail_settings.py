@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from cryptography import x509
@@ -556,6 +556,29 @@ class MailSettings(BaseModel):
         if self.relayhost_password is not None and not self.relayhost_username:
             raise ValueError("relayhost_password needs relayhost_username as well")
         return self
+
+
+def refuse_trusting_stack_networks(
+    mynetworks: Sequence[str], attached: Sequence[tuple[str, ipaddress.IPv4Network]]
+) -> None:
+    """Refuse trusted networks that cover a network Postfix is on (InvalidInput).
+
+    `attached` holds each compose network Postfix's containers are on, with its subnet
+    (the network's gateway is in it). Trusting one would trust every container there, and
+    on the public one the gateway, i.e. every client Docker forwards from the host: an
+    open relay.
+    """
+    for value in mynetworks:
+        trusted = ipaddress.ip_network(value)
+        for name, network in attached:
+            if trusted.overlaps(network):
+                raise InvalidInput(
+                    f"mynetworks: {value} covers the compose network {name} ({network}), "
+                    "whose containers and gateway (all clients of the published ports) "
+                    "would then relay without logging in; trust only your own hosts' "
+                    "addresses outside it",
+                    field="mynetworks",
+                )
 
 
 SECRET_SETTINGS = frozenset({"relayhost_password"})

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import difflib
 import fcntl
+import ipaddress
 import json
 import logging
 import threading
@@ -47,6 +48,7 @@ from controller.domain.mail_settings import (
     MailSettings,
     build,
     public_values,
+    refuse_trusting_stack_networks,
     storable,
 )
 from controller.domain.pagination import Page, PageRequest, paginate
@@ -57,6 +59,7 @@ from controller.services.certificates import ensure_certificate
 from controller.services.certificates import restore as restore_certificate
 from controller.services.certificates import snapshot as certificate_snapshot
 from controller.services.managed import ACTIVATE, ACTIVE_LINK, ManagedService
+from controller.services.postfix import SERVICE as POSTFIX_SERVICE
 from controller.services.rendering import Release, ReleaseStore, digest_of
 from controller.settings import Settings
 
@@ -191,6 +194,8 @@ class ConfigEngine:
             after = storable(new, self.first_start_defaults())
             if after == stored:
                 return None
+            if new.mynetworks != old.mynetworks:
+                refuse_trusting_stack_networks(new.mynetworks, self._postfix_networks())
             meta = ApplyMeta(actor, token_id, "api", setting_changes(old, new), stored)
             return self._apply(new, meta, stored_after=after)
 
@@ -608,6 +613,18 @@ class ConfigEngine:
             time.sleep(0.5)
 
     # --- containers --------------------------------------------------------------------
+
+    def _postfix_networks(self) -> list[tuple[str, ipaddress.IPv4Network]]:
+        """The compose networks Postfix's containers are on (none without a runtime)."""
+        if self.runtime is None:
+            return []
+        return sorted(
+            {
+                (attached.name, attached.network)
+                for replica in self.runtime.replicas(POSTFIX_SERVICE)
+                for attached in self.runtime.networks(replica)
+            }
+        )
 
     def _require_runtime(self) -> Runtime:
         if self.runtime is None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from controller.db.grants import MAILMAN_DATABASE
 from controller.domain.mail_settings import MailSettings
-from controller.services import amavis, dovecot, opendkim, postfix, postgrey
+from controller.services import amavis, dovecot, opendkim, postfix, postgrey, tls_policy
 from controller.services.certificates import paths as certificate_paths
 from controller.services.managed import ManagedService
 from controller.services.rendering import Release, render_release
@@ -36,6 +36,8 @@ def _common_context(settings: Settings, mail: MailSettings) -> dict[str, Any]:
         "quota_status_port": dovecot.QUOTA_STATUS_PORT,
         "tls_key_file": str(certs.key),
         "tls_chain_file": str(certs.chain),
+        "tls_mandatory_ciphers": tls_policy.MANDATORY_TLS12_CIPHERS,
+        "tls_excluded_ciphers": tls_policy.EXCLUDED_CIPHERS,
     }
 
 

@@ -7,11 +7,15 @@ the terminal and to test-logs/<project>/. The project is always removed (`down -
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
 import json
 import os
+import random
 import shutil
 import smtplib
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -315,3 +319,80 @@ def running_stack(
 def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
     with running_stack(request) as running:
         yield running
+
+
+# The EICAR test file: every virus scanner detects it, and it is harmless.
+EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
+
+
+@pytest.fixture(scope="session")
+def full_stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
+    """Every service at once, shared by the tests that need more than `stack`: the whole
+    filter chain (Amavis, SpamAssassin, ClamAV with an offline EICAR signature built
+    here, postgrey), the test DNS server (DNSBL, SPF) and the web interface (profile web).
+    One start for the filter, web interface and isolation tests instead of one each."""
+    with tempfile.TemporaryDirectory(prefix="mailyard-clamav-") as signatures:
+        # A tiny ClamAV database made here: md5:size:name of the EICAR file (the format
+        # `sigtool --md5` prints), so no download is needed.
+        database = Path(signatures) / "mailyard-test.hdb"
+        database.write_text(f"{hashlib.md5(EICAR).hexdigest()}:{len(EICAR)}:Eicar-Test-File\n")  # noqa: S324 - ClamAV's format
+        Path(signatures).chmod(0o755)
+        database.chmod(0o644)
+        # A subnet for the test DNS network that no other network on this host uses.
+        subnet = _free_subnet()
+        with running_stack(
+            request,
+            extra_compose_files=(
+                "tests/stack/dns/compose.dns.yaml",
+                "tests/stack/compose.filter.yaml",
+            ),
+            extra_env={
+                "MAILYARD_FILTER": "full",
+                "COMPOSE_PROFILES": "web",
+                "MAILYARD_HYPERKITTY_URL": "http://mailman-web-archive:8000/hyperkitty/",
+                "MAILYARD_TEST_DNS_SUBNET": str(subnet),
+                # Docker places other containers in the lower half; the DNS server is
+                # outside it, so its fixed address is never taken.
+                "MAILYARD_TEST_DNS_RANGE": str(next(subnet.subnets(new_prefix=25))),
+                "MAILYARD_TEST_DNS_ADDRESS": str(subnet.network_address + 200),
+                "MAILYARD_TEST_CLAMAV_SIGNATURES": signatures,
+            },
+        ) as stack:
+            response = stack.api(
+                "PATCH",
+                "/settings",
+                json={
+                    # Offline: SpamAssassin's DNSBL/Razor/Pyzor would only time out.
+                    "filter_spam_network_tests": False,
+                    # Deferred mail (Amavis stopped) is retried within seconds.
+                    "minimal_backoff_time": "5s",
+                    "maximal_backoff_time": "10s",
+                },
+                timeout=300,
+            )
+            assert response.status_code == 200, response.text
+            yield stack
+
+
+def _free_subnet() -> ipaddress.IPv4Network:
+    used = []
+    names = subprocess.run(
+        ["docker", "network", "ls", "-q"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    for item in json.loads(
+        subprocess.run(
+            ["docker", "network", "inspect", *names], capture_output=True, text=True, check=True
+        ).stdout
+    ):
+        for config in (item.get("IPAM") or {}).get("Config") or []:
+            if config.get("Subnet") and ":" not in config["Subnet"]:
+                used.append(ipaddress.ip_network(config["Subnet"]))
+    for _ in range(100):
+        # Outside 10.203.0.0/16, the pool scripts/test gives Docker for new networks.
+        candidate = ipaddress.ip_network(
+            f"10.{random.choice([*range(64, 203), *range(204, 251)])}.{random.randint(0, 255)}.0/24"
+        )
+        if not any(candidate.overlaps(other) for other in used):
+            return candidate
+    raise AssertionError("no free /24 for the test DNS network")

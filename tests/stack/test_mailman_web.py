@@ -7,21 +7,18 @@ from __future__ import annotations
 
 import re
 import socket
-from collections.abc import Iterator
 
 import httpx
 import pytest
-from conftest import HOSTNAME, Stack, running_stack
+from conftest import HOSTNAME, Stack
 from cryptography import x509
 from mailtools import insecure_tls, wait_for
 
 
 @pytest.fixture(scope="module")
-def web_stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
-    # COMPOSE_PROFILES rather than `--profile web`: running_stack passes its arguments
-    # to `up`, and both Compose v2 and docker-compose 1.29 read the variable.
-    with running_stack(request, extra_env={"COMPOSE_PROFILES": "web"}) as stack:
-        yield stack
+def web_stack(full_stack: Stack) -> Stack:
+    """The shared stack with every service, the web interface included (conftest)."""
+    return full_stack
 
 
 def _base(stack: Stack) -> str:

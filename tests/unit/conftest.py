@@ -115,7 +115,6 @@ def settings(tmp_path: Path) -> Settings:
         config_dir=tmp_path / "config",
         certs_dir=tmp_path / "certs",
         # In a container it is read from the routing table (controller/services/network.py).
-        internal_network="172.30.0.0/16",
     )
 
 

@@ -13,13 +13,14 @@ writes (settings.config_dir), which the containers would mount.
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from controller.runtime import ExecResult, Replica
+from controller.runtime import AttachedNetwork, ExecResult, Replica
 from controller.services import dovecot, postfix
 from controller.services.managed import ACTIVATE, ACTIVE_LINK
 from controller.services.rendering import RELEASE_NAME, ReleaseStore
@@ -93,6 +94,11 @@ class FakeRuntime:
         self.gate_seconds = 0.0
         # Execs that found a container's `active` link pointing at a deleted release.
         self.dangling: list[str] = []
+        # The compose networks every container is on (the real stack has more).
+        self.attached_networks: list[tuple[str, str]] = [
+            ("mailyard_edge", "172.30.0.0/24"),
+            ("mailyard_filter", "10.203.4.0/24"),
+        ]
 
     # --- the Runtime protocol ---------------------------------------------------------
     def replicas(self, service: str) -> list[Replica]:
@@ -102,6 +108,24 @@ class FakeRuntime:
     def refresh(self, replica: Replica) -> Replica | None:
         container = self.containers.get(replica.name)
         return container.replica() if container is not None else None
+
+    def networks(self, replica: Replica) -> list[AttachedNetwork]:
+        attached = []
+        for index, (name, cidr) in enumerate(self.attached_networks):
+            network = ipaddress.IPv4Network(cidr)
+            attached.append(
+                AttachedNetwork(
+                    name=name,
+                    address=ipaddress.IPv4Interface(
+                        f"{network[2 + replica.number]}/{network.prefixlen}"
+                    ),
+                    gateway=network[1] if index == 0 else None,
+                )
+            )
+        return attached
+
+    def addresses(self, replica: Replica) -> list[str]:
+        return [str(item.address.ip) for item in self.networks(replica)]
 
     def exec(
         self,

@@ -41,10 +41,16 @@ def _context(mode: str = "full", **overrides: Any) -> dict[str, Any]:
         "db_user": amavis.DB_USER,
         "db_password": "am-secret-0123456789",
         "filter_mode": mode,
-        "clamd_host": amavis.CLAMD_HOST,
+        "clamd_host": "clamav-scan",
         "clamd_port": amavis.CLAMD_PORT,
-        "reinject_host": "postfix",
+        "reinject_host": "postfix-filter",
         "reinject_port": 10025,
+        "filter_listen": amavis.FILTER_LISTEN_NAME,
+        "control_listen": amavis.CONTROL_LISTEN_NAME,
+        "inbound_port": amavis.INBOUND_PORT,
+        "originating_port": amavis.ORIGINATING_PORT,
+        "pdp_port": amavis.PDP_PORT,
+        "network_tables_dir": amavis.NETWORK_TABLES_DIR,
     }
     context.update(overrides)
     return context
@@ -88,8 +94,11 @@ def test_every_mode_renders_a_complete_perl_file(mode: str) -> None:
 @pytest.mark.parametrize("mode", MODES)
 def test_ports_banks_and_access(mode: str) -> None:
     text = _conf(mode)
-    assert _assignment(text, "$inet_socket_port") == "[10024, 10026, 9998]"
-    assert _assignment(text, "$inet_socket_bind") == "'0.0.0.0'"
+    # Each port on its audience's network only: Postfix's on `filter`, releases on
+    # `control` (the names map to this container's addresses there).
+    ports = " ".join(_assignment(text, "$inet_socket_port").split())
+    assert ports == ("[ 'amavis-filter:10024', 'amavis-filter:10026', 'amavis-control:9998' ]")
+    assert _assignment(text, "$inet_socket_bind") == "undef"
     assert _assignment(text, "$interface_policy{'10026'}") == "'ORIGINATING'"
     assert _assignment(text, "$interface_policy{'9998'}") == "'AM.PDP-INET'"
     bank = re.search(r"\$policy_bank\{'ORIGINATING'\} = \{(.*?)\};", text, re.S)
@@ -98,16 +107,20 @@ def test_ports_banks_and_access(mode: str) -> None:
     pdp = re.search(r"\$policy_bank\{'AM.PDP-INET'\} = \{(.*?)\};", text, re.S)
     assert pdp is not None
     assert "protocol => 'AM.PDP'" in pdp.group(1)
-    acl = _assignment(text, "@inet_acl")
-    for network in ("127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"):
-        assert network in acl
+    # The access lists: exactly the network each listener is on, read at start from the
+    # file the container writes (no private range wholesale).
+    assert _assignment(text, "@inet_acl") == "( mailyard_network('amavis-filter') )"
+    assert "inet_acl => [ mailyard_network('amavis-control') ]" in pdp.group(1)
+    assert "/run/mailyard/networks/$name.cidr" in text
+    for wide in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"):
+        assert wide not in _code(text)
     assert _assignment(text, "$auth_required_release") == "1"
 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_everything_goes_back_through_the_reinjection_port(mode: str) -> None:
     text = _conf(mode)
-    assert _assignment(text, "$forward_method") == "'smtp:[postfix]:10025'"
+    assert _assignment(text, "$forward_method") == "'smtp:[postfix-filter]:10025'"
     for name in ("$notify_method", "$release_method", "$requeue_method"):
         assert _assignment(text, name) == "$forward_method"
 
@@ -156,7 +169,7 @@ def test_clamd_over_tcp_in_full_mode_and_failures_tempfail() -> None:
     text = _conf("full")
     scanners = _assignment(text, "@av_scanners")
     assert "\\&ask_daemon" in scanners
-    assert "'clamd:[clamav]:3310'" in scanners
+    assert "'clamd:[clamav-scan]:3310'" in scanners
     assert "'{}/*'" in scanners
     assert _assignment(text, "@av_scanners_backup") == "()"
     assert _assignment(text, "$virus_scanners_failure_is_fatal") == "1"

@@ -218,6 +218,39 @@ def test_identical_values_change_nothing(
     assert _stored(sessions) == {}
 
 
+@pytest.mark.parametrize(
+    ("trusted", "covered"),
+    [
+        (["127.0.0.0/8", "172.30.0.0/16"], "mailyard_edge"),  # the public network and more
+        (["172.30.0.1/32"], "mailyard_edge"),  # its gateway: every published-port client
+        (["10.203.4.7/32"], "mailyard_filter"),  # a container on an internal network
+        (["10.0.0.0/8"], "mailyard_filter"),
+    ],
+)
+def test_trusted_networks_never_cover_a_network_postfix_is_on(
+    pipeline: ConfigEngine,
+    runtime: FakeRuntime,
+    sessions: sessionmaker[Session],
+    trusted: list[str],
+    covered: str,
+) -> None:
+    before = _applies(sessions)
+    with pytest.raises(InvalidInput, match=f"covers the compose network {covered}"):
+        pipeline.change_settings({"mynetworks": trusted}, replace=False, actor="test")
+    assert runtime.ops() == []
+    assert _applies(sessions) == before
+    assert _stored(sessions) == {}
+
+
+def test_trusted_networks_outside_the_stacks_networks_are_applied(
+    pipeline: ConfigEngine, sessions: sessionmaker[Session]
+) -> None:
+    pipeline.change_settings(
+        {"mynetworks": ["127.0.0.0/8", "192.0.2.0/24"]}, replace=False, actor="test"
+    )
+    assert _stored(sessions)["mynetworks"] == ["127.0.0.0/8", "192.0.2.0/24"]
+
+
 # --- refused by the daemon ----------------------------------------------------------------
 @dataclass(frozen=True)
 class Refusal:

@@ -41,7 +41,6 @@ def run(
     monkeypatch.setattr("controller.wiring.connect", lambda _project=None: None)
     # No Dovecot here: the credentials hook must find no replica to flush, not hang.
     monkeypatch.setenv("MAILYARD_DOVECOT_HOST", "dovecot.invalid")
-    monkeypatch.setenv("MAILYARD_INTERNAL_NETWORK", settings.internal_network or "")
     get_settings.cache_clear()
 
     def invoke(*args: str, stdin: str | None = None) -> tuple[int, str, str]:

@@ -163,4 +163,4 @@ def test_the_image_has_the_commands_the_controller_runs() -> None:
         assert f"/usr/local/bin/{command}" in dockerfile
     assert postgrey.POSTGREY.gate[-1] == "mailyard-postgrey-healthcheck"
     assert "/usr/local/bin/mailyard-postgrey-healthcheck" in dockerfile
-    assert f"--inet=0.0.0.0:{postgrey.POLICY_PORT}" in ENTRYPOINT.read_text()
+    assert f"--inet=postgrey-greylist:{postgrey.POLICY_PORT}" in ENTRYPOINT.read_text()

@@ -291,7 +291,7 @@ class World:
 @pytest.fixture
 def amavis_settings(settings: Settings, amavis: FakeAmavis) -> Settings:
     """The controller's settings, pointing AM.PDP at the fake Amavis."""
-    settings.amavis_host = "127.0.0.1"
+    settings.amavis_pdp_host = "127.0.0.1"
     settings.amavis_pdp_port = amavis.port
     return settings
 

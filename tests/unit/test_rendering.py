@@ -646,7 +646,7 @@ def test_every_setting_reaches_main_cf_master_cf_or_dovecot_conf(settings: Setti
     assert main["smtpd_recipient_restrictions"] == (
         "reject_rbl_client, zen.spamhaus.org=127.0.0.[2..11], "
         "check_policy_service unix:private/policyd-spf, "
-        "check_policy_service inet:postgrey:10023, "
+        "check_policy_service inet:postgrey-greylist:10023, "
         "check_policy_service inet:dovecot:12340"
     )
     assert main["smtpd_relay_restrictions"] == (
@@ -762,22 +762,24 @@ def test_filter_chain_routes_mail_through_amavis_and_back(settings: Settings) ->
     files = _files(_desired(settings)[postfix.SERVICE])
     main = _postfix_settings(files["main.cf"])
     master = files["master.cf"]
-    # Inbound mail goes to Amavis's inbound port; mail submitted on 587 and 465 and list
-    # mail from Mailman (10027) to its ORIGINATING port.
-    assert main["content_filter"] == "smtp-amavis:[amavis]:10024"
-    assert master.count("-o content_filter=smtp-amavis:[amavis]:10026") == 3
+    # Inbound mail goes to Amavis's inbound port; mail submitted on 587 and 465, list
+    # mail from Mailman (10027) and the web interface's mail (10028) to its ORIGINATING
+    # port.
+    assert main["content_filter"] == "smtp-amavis:[amavis-filter]:10024"
+    assert master.count("-o content_filter=smtp-amavis:[amavis-filter]:10026") == 4
     # A stopped Amavis means deferred mail, never a bounce.
-    transport = master.split("smtp-amavis  unix", 1)[1].split("\n10025", 1)[0]
+    transport = master.split("smtp-amavis  unix", 1)[1].split("\npostfix-filter:10025", 1)[0]
     assert "-o soft_bounce=yes" in transport
-    # The re-injection port trusts the internal network only and filters nothing again.
-    reinject = master.split("\n10025 ", 1)[1]
-    assert "-o mynetworks=172.30.0.0/16" in reinject
+    # The re-injection port listens on the `filter` network only, trusts that network
+    # only (the table the container writes at start) and filters nothing again.
+    reinject = master.split("\npostfix-filter:10025 ", 1)[1]
+    assert "-o mynetworks=cidr:/run/mailyard/networks/postfix-filter.cidr" in reinject
     assert "-o smtpd_recipient_restrictions=permit_mynetworks,reject" in reinject
     assert "-o content_filter=\n" in reinject
     # Both DKIM milters on both submission ports and Mailman's; nothing leaves unsigned.
-    milters = "-o smtpd_milters=inet:opendkim:8891,inet:opendkim:8892"
-    assert master.count(milters) == 3
-    assert master.count("-o milter_default_action=tempfail") == 3
+    milters = "-o smtpd_milters=inet:opendkim-milter:8891,inet:opendkim-milter:8892"
+    assert master.count(milters) == 4
+    assert master.count("-o milter_default_action=tempfail") == 4
     # SPF is on by default and spawned by master.
     assert "argv=/usr/bin/policyd-spf /etc/mailyard/active/policyd-spf.conf" in master
 
@@ -789,9 +791,9 @@ def test_without_the_filter_nothing_goes_to_amavis(settings: Settings) -> None:
     files = _files(releases[postfix.SERVICE])
     assert _postfix_settings(files["main.cf"]).get("content_filter", "") == ""
     assert "smtp-amavis" not in files["master.cf"]
-    assert "\n10025 " not in files["master.cf"]
+    assert ":10025 " not in files["master.cf"]
     # DKIM signing does not depend on the filter.
-    assert "inet:opendkim:8891" in files["master.cf"]
+    assert "inet:opendkim-milter:8891" in files["master.cf"]
 
 
 def test_spf_off_removes_the_policy_service(settings: Settings) -> None:
@@ -810,13 +812,13 @@ def test_list_routing_waits_for_mailmans_table(settings: Settings) -> None:
     files = _files(_desired(settings)[postfix.SERVICE])
     main = _postfix_settings(files["main.cf"])
     assert main["transport_maps"].endswith("proxy:mysql:$config_directory/sql/mailman_lists.cf")
-    assert "lmtp:inet:mailman-core:8024" in files["sql/mailman_lists.cf"]
+    assert "lmtp:inet:mailman-lists:8024" in files["sql/mailman_lists.cf"]
     assert "FROM mailman.mailinglist" in files["sql/mailman_lists.cf"]
-    # Mailman's outgoing port: internal network only, DKIM-signed, filtered.
-    mailman_port = files["master.cf"].split("\n10027 ", 1)[1]
-    assert "-o mynetworks=172.30.0.0/16" in mailman_port
-    assert "-o smtpd_milters=inet:opendkim:8891,inet:opendkim:8892" in mailman_port
-    assert "-o content_filter=smtp-amavis:[amavis]:10026" in mailman_port
+    # Mailman's outgoing port: on the `lists` network only, DKIM-signed, filtered.
+    mailman_port = files["master.cf"].split("\npostfix-lists:10027 ", 1)[1]
+    assert "-o mynetworks=cidr:/run/mailyard/networks/postfix-lists.cidr" in mailman_port
+    assert "-o smtpd_milters=inet:opendkim-milter:8891,inet:opendkim-milter:8892" in mailman_port
+    assert "-o content_filter=smtp-amavis:[amavis-filter]:10026" in mailman_port
 
 
 def test_local_delivery_never_bounces(settings: Settings) -> None:
@@ -836,3 +838,40 @@ def test_spf_time_limit_is_set_only_with_the_spf_service(
     files = _files(_desired(settings, spf_action=spf_action)[postfix.SERVICE])
     assert ("policyd-spf  unix" in files["master.cf"]) is expected
     assert ("policyd-spf_time_limit = 3600s" in files["main.cf"]) is expected
+
+
+def test_the_web_interfaces_mail_is_trusted_from_its_network_only_and_rate_limited(
+    settings: Settings,
+) -> None:
+    master = _files(_desired(settings)[postfix.SERVICE])["master.cf"]
+    web = master.split("\npostfix-webmail:10028 ", 1)[1]
+    assert "-o mynetworks=cidr:/run/mailyard/networks/postfix-webmail.cidr" in web
+    # Trusted, yet counted: a taken-over web application sends a few messages a minute.
+    assert "-o smtpd_client_event_limit_exceptions=\n" in web
+    assert "-o smtpd_client_message_rate_limit=30\n" in web
+    assert "-o smtpd_recipient_limit=5\n" in web
+    assert "-o milter_macro_daemon_name=ORIGINATING" in web
+
+
+def test_tls_never_offers_broken_suites_and_mandatory_ports_only_aead(settings: Settings) -> None:
+    files = _files(_desired(settings)[postfix.SERVICE])
+    main = _postfix_settings(files["main.cf"])
+    excluded = set(main["smtpd_tls_exclude_ciphers"].split(", "))
+    assert {"aNULL", "eNULL", "EXPORT", "RC4", "3DES", "MD5"} <= excluded
+    assert main["tls_high_cipherlist"] == "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20"
+    assert main["smtpd_tls_mandatory_ciphers"] == "high"
+    assert main["tls_ssl_options"] == "NO_RENEGOTIATION"
+    # 465 uses the mandatory ciphers too (implicit TLS is mandatory TLS).
+    submissions = files["master.cf"].split("submissions  inet", 1)[1].split("\n  -o milter", 1)[0]
+    assert "-o smtpd_tls_security_level=encrypt" in submissions
+    dovecot_conf = _files(_desired(settings)[dovecot.SERVICE])["dovecot.conf"]
+    assert "ssl_cipher_list = ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20\n" in dovecot_conf
+
+
+def test_dovecots_internal_listeners_bind_to_their_audiences_network(settings: Settings) -> None:
+    conf = _files(_desired(settings)[dovecot.SERVICE])["dovecot.conf"]
+    for listener in ("lmtp", "sasl", "quota-status"):
+        block = conf.split(f"inet_listener {listener} {{", 1)[1].split("}", 1)[0]
+        assert "address = dovecot-delivery" in block
+    doveadm = conf.split("inet_listener http {", 1)[1].split("}", 1)[0]
+    assert "address = dovecot-control" in doveadm

@@ -40,7 +40,6 @@ def settings(tmp_path: Path, database_file: Path) -> Settings:
         config_dir=tmp_path / "config",
         certs_dir=tmp_path / "certs",
         db_wait_seconds=5,
-        internal_network="172.30.0.0/16",
         dkim_dir=tmp_path / "dkim",
     )
 
