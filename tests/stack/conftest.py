@@ -83,16 +83,22 @@ class Stack:
     def run_compose(
         self, *args: str, check: bool = True, timeout: float = 600, **kwargs: Any
     ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
+        result = subprocess.run(
             [*self.compose, *args],
             env=self.env,
             cwd=REPO,
-            check=check,
+            check=False,
             text=True,
             capture_output=True,
             timeout=timeout,
             **kwargs,
         )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"compose {' '.join(args)} failed ({result.returncode}):\n"
+                f"{result.stdout}\n{result.stderr}"
+            )
+        return result
 
     def container(self, service: str) -> str:
         if service not in self._containers:
@@ -193,7 +199,8 @@ class Stack:
     def dump_logs(self, write: Any) -> None:
         target = REPO / "test-logs" / self.project
         target.mkdir(parents=True, exist_ok=True)
-        services = self.run_compose("ps", "--services", check=False).stdout.split()
+        # Every container, stopped ones too (a service a test stopped may be the story).
+        services = self.run_compose("ps", "-a", "--services", check=False).stdout.split()
         for service in services:
             logs = self.run_compose("logs", "--no-color", "--timestamps", service, check=False)
             text = logs.stdout + logs.stderr
