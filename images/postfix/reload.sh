@@ -13,8 +13,26 @@ postfix reload
 config=$active/policyd-rate-limit.yaml
 running=/run/policyd-rate-limit/started-with.yaml
 pid_file=/run/policyd-rate-limit/policyd-rate-limit.pid
+socket=/var/spool/postfix/ratelimit/policy
+answers() {  # as smtpd would connect: as the postfix user
+  setpriv --reuid=postfix --regid=postfix --init-groups python3 -c 'import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(3)
+s.connect(sys.argv[1])' "$socket" 2>/dev/null
+}
 if [ -f "$config" ] && ! cmp -s "$config" "$running" 2>/dev/null; then
   if pid=$(cat "$pid_file" 2>/dev/null) && kill "$pid" 2>/dev/null; then
-    echo "policyd-rate-limit restarted on the new limits"
+    # Back when it runs under a new pid on the new file and answers (the entrypoint
+    # starts it again within a second or two).
+    for _ in $(seq 1 100); do
+      sleep 0.1
+      new_pid=$(cat "$pid_file" 2>/dev/null) || continue
+      if [ "$new_pid" != "$pid" ] && cmp -s "$config" "$running" && answers; then
+        echo "policyd-rate-limit restarted on the new limits"
+        exit 0
+      fi
+    done
+    echo "policyd-rate-limit did not come back within 10 s on the new limits"
+    exit 1
   fi
 fi
