@@ -395,6 +395,62 @@ class MailSettings(BaseModel):
         "bind to; empty binds all. Only useful with host networking or several networks.",
     )
 
+    # --- Sender binding and abuse limits (Postfix) ----------------------------------------
+    reject_hosted_sender_spoofing: bool = Field(
+        default=True,
+        description="On port 25, refuse a client outside mynetworks that gives an address "
+        "of a domain (or alias domain) hosted here as its envelope sender, whether or not "
+        "the domain publishes SPF: our own users send through 587/465 with a login. Turn "
+        "it off only if another server forwards mail to you keeping your own users' "
+        "addresses as sender (forwarding without SRS).",
+    )
+    client_connection_count_limit: int = Field(
+        default=20,
+        ge=0,
+        le=1000,
+        description="Connections one client address may hold open at once, per port "
+        "(25, 465, 587; postscreen and smtpd_client_connection_count_limit); 0 is no "
+        "limit. The trusted networks (mynetworks) are exempt from every client limit.",
+    )
+    client_connection_rate_limit: int = Field(
+        default=60,
+        ge=0,
+        le=100_000,
+        description="New connections one client address may open per "
+        "client_rate_time_unit, per port (smtpd_client_connection_rate_limit); 0 is no "
+        "limit. Over it: 421, the client tries again later.",
+    )
+    client_message_rate_limit: int = Field(
+        default=100,
+        ge=0,
+        le=100_000,
+        description="Messages (MAIL FROM) one client address may start per "
+        "client_rate_time_unit, per port (smtpd_client_message_rate_limit); 0 is no "
+        "limit. Over it: 450, the client tries again later.",
+    )
+    client_auth_rate_limit: int = Field(
+        default=30,
+        ge=0,
+        le=100_000,
+        description="AUTH commands one client address may send per client_rate_time_unit "
+        "on 465 and 587 (smtpd_client_auth_rate_limit): slows password guessing; 0 is no "
+        "limit. Raise it for many users behind one NAT address.",
+    )
+    client_rate_time_unit: str = Field(
+        default="60s",
+        description="The window of the client rate limits above (anvil_rate_time_unit), "
+        "from 10s to 1h.",
+    )
+    outbound_messages_per_hour: int = Field(
+        default=200,
+        ge=0,
+        le=1_000_000,
+        description="Recipients one login may send to per hour on 587/465 (each recipient "
+        "counts as one message), so a stolen account cannot spray; policyd-rate-limit. "
+        "Over it: 450, the mail program keeps the message and tries again later. 0 is no "
+        "limit. With several Postfix replicas each one counts on its own.",
+    )
+
     @field_validator("hostname")
     @classmethod
     def _hostname(cls, value: str) -> str:
@@ -542,6 +598,13 @@ class MailSettings(BaseModel):
         if address.version != 4:
             raise ValueError("Postfix here listens on IPv4 only (inet_protocols = ipv4)")
         return str(address)
+
+    @field_validator("client_rate_time_unit")
+    @classmethod
+    def _rate_time_unit(cls, value: str) -> str:
+        if not 10 <= duration_seconds(value) <= 3600:
+            raise ValueError(f"{value!r}: use a window from 10s to 1h, e.g. 60s or 5m")
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> MailSettings:

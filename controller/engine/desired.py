@@ -88,6 +88,7 @@ def desired_releases(settings: Settings, mail: MailSettings) -> dict[str, Releas
         "network_tables_dir": postfix.NETWORK_TABLES_DIR,
         "opendkim_host": settings.opendkim_host,
         "opendkim_ports": [opendkim.MILTER_PORT, opendkim.MILTER_PORT_ED25519],
+        "sender_milter_socket": postfix.SENDER_MILTER_SOCKET,
         "postgrey_host": settings.postgrey_host,
         "mailman_routing": settings.mailman_routing,
         "mailman_host": settings.mailman_host,

@@ -3,7 +3,9 @@
 Contract with images/postfix: group id 200 is `postfix` (SQL maps are root:postfix
 0640 because they hold the database password), releases appear under
 /etc/mailyard/postfix/releases, the running one at /etc/mailyard/active, and the image
-has mailyard-postfix-validate, mailyard-postfix-healthcheck and mailyard-activate.
+has mailyard-postfix-validate, mailyard-postfix-healthcheck, mailyard-postfix-reload and
+mailyard-activate. Its entrypoint runs the sender milter on SENDER_MILTER_SOCKET and
+policyd-rate-limit on the spool socket ratelimit/policy (images/postfix/entrypoint.sh).
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ REINJECT_LISTEN_NAME = "postfix-filter"
 MAILMAN_SUBMIT_LISTEN_NAME = "postfix-lists"
 WEB_SUBMIT_LISTEN_NAME = "postfix-webmail"
 NETWORK_TABLES_DIR = "/run/mailyard/networks"
+# The milter that binds the header From/Sender of submitted mail to the SASL login
+# (images/postfix/sender_milter.py); a unix socket inside the container only.
+SENDER_MILTER_SOCKET = "/run/mailyard-milter/sender.sock"
 
 SQL_MAPS = (
     "virtual_mailbox_domains",
@@ -48,6 +53,8 @@ SQL_MAPS = (
     "sender_login_maps",
     "mailman_lists",
     "mailman_list_addresses",
+    # Port 25: hosted domains refused as a stranger's envelope sender.
+    "hosted_sender_domains",
 )
 
 TEMPLATES: tuple[TemplateFile, ...] = (
@@ -55,6 +62,8 @@ TEMPLATES: tuple[TemplateFile, ...] = (
     TemplateFile("master.cf.j2", "master.cf"),
     # postfix-policyd-spf-python's options (spawned from master.cf).
     TemplateFile("policyd-spf.conf.j2", "policyd-spf.conf"),
+    # policyd-rate-limit's options: the per-login outbound limit on 587/465.
+    TemplateFile("policyd-rate-limit.yaml.j2", "policyd-rate-limit.yaml"),
     # SASL credentials for the relayhost (texthash: no postmap needed).
     TemplateFile("relay_passwords.j2", "relay_passwords", mode=0o640, gid=POSTFIX_GID),
     *(
@@ -116,7 +125,8 @@ POSTFIX = ManagedService(
     name=SERVICE,
     templates=TEMPLATES,
     validate=validate,
-    reload=("postfix", "reload"),
+    # `postfix reload`, and a restart of policyd-rate-limit when its file changed.
+    reload=("mailyard-postfix-reload",),
     # `timeout`: a check that hangs (e.g. a full listen queue) must not stall the gate.
     gate=("timeout", "10", "mailyard-postfix-healthcheck"),
 )

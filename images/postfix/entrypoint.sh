@@ -85,7 +85,64 @@ stop_gracefully() {
   postfix stop || true
   # The paused queue manager got its SIGTERM with everyone else; let it act on it.
   signal_all CONT qmgr
+  # smtpd has stopped: its helpers may go now.
+  kill "$milter_pid" "$rate_limit_pid" "$rate_clean_pid" 2>/dev/null || true
 }
+
+# Helpers that smtpd asks on 587/465, started before Postfix so that the first session
+# finds them; each is restarted when it exits. While one is down, Postfix answers 4xx
+# (milter_default_action = tempfail; smtpd_policy_service_default_action), never 5xx.
+#   sender-milter: the header From/Sender must belong to the login (images/postfix/
+#     sender_milter.py), on a unix socket only, as the postfix user: it asks
+#     smtpd_sender_login_maps through proxymap, whose socket only postfix may use.
+#   policyd-rate-limit (Debian): the per-login outbound limit, unix socket in the spool,
+#     counts in sqlite in this container. With several Postfix replicas each one counts
+#     on its own, so a login may send up to the limit once per replica.
+milter_dir=/run/mailyard-milter
+install -d -o postfix -g postfix -m 0750 "$milter_dir"
+rate_limit_config=/etc/mailyard/active/policyd-rate-limit.yaml
+# policyd-rate-limit hands an empty socket directory to its own user and group: 0711 lets
+# smtpd reach the socket (0666) without listing the directory.
+install -d -o policyd-rate-limit -g policyd-rate-limit -m 0711 /var/spool/postfix/ratelimit
+install -d -o policyd-rate-limit -g policyd-rate-limit -m 0700 /var/lib/policyd-rate-limit
+install -d -o policyd-rate-limit -g policyd-rate-limit -m 0755 /run/policyd-rate-limit
+
+# Runs "$@" again and again (1 s apart) until this function's shell gets SIGTERM.
+keep_running() {
+  local name=$1 child status
+  shift
+  trap 'kill "$child" 2>/dev/null; wait "$child" 2>/dev/null; exit 0' TERM
+  while :; do
+    "$@" &
+    child=$!
+    wait "$child" && status=0 || status=$?
+    echo "$name exited with status $status; starting it again" >&2
+    sleep 1
+  done
+}
+keep_running sender-milter setpriv --reuid=postfix --regid=postfix --init-groups \
+  python3 /usr/local/lib/mailyard/sender_milter.py "$milter_dir/sender.sock" &
+milter_pid=$!
+# Started as root: it makes its directories, then drops to its own user.
+start_rate_limit() {
+  if [[ ! -f $rate_limit_config ]]; then
+    echo "no $rate_limit_config in the active release yet" >&2
+    sleep 5
+    return 1
+  fi
+  # What it started with, so that mailyard-postfix-reload knows when to restart it.
+  cp "$rate_limit_config" /run/policyd-rate-limit/started-with.yaml
+  rm -f /run/policyd-rate-limit/policyd-rate-limit.pid
+  exec policyd-rate-limit -f "$rate_limit_config"
+}
+keep_running policyd-rate-limit start_rate_limit &
+rate_limit_pid=$!
+# Its records are one row per recipient: drop those older than twice the window every
+# hour (what Debian's cron.daily job does, more often; a container has no cron).
+( trap 'exit 0' TERM; while sleep 3600 & wait $!; do
+    policyd-rate-limit -f "$rate_limit_config" --clean >/dev/null || echo "policyd-rate-limit --clean failed" >&2
+  done ) &
+rate_clean_pid=$!
 
 # Not exec: this shell catches `docker stop`'s SIGTERM (tini, PID 1, forwards it);
 # `postfix start-fg` runs master in the foreground as its child.

@@ -1,6 +1,8 @@
 #!/bin/bash
 # Healthy when SMTP answers at protocol level on 25 (through postscreen) and on the
-# submission port: a 220 banner, then a 250 reply to EHLO.
+# submission port: a 220 banner, then a 250 reply to EHLO; and when the helpers that
+# submission asks (the sender milter, the outbound rate limit) accept connections on
+# their unix sockets: without them every submitted message gets 4xx.
 set -euo pipefail
 
 smtp_ehlo() {
@@ -21,3 +23,13 @@ smtp_ehlo() {
 
 smtp_ehlo 25
 smtp_ehlo 587
+
+# As the postfix user, like smtpd: a socket root can reach may still be closed to it.
+unix_socket_answers() {
+  setpriv --reuid=postfix --regid=postfix --init-groups python3 -c 'import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(3)
+s.connect(sys.argv[1])' "$1" 2>/dev/null || { echo "nothing accepts connections on $1"; return 1; }
+}
+unix_socket_answers /run/mailyard-milter/sender.sock
+unix_socket_answers /var/spool/postfix/ratelimit/policy

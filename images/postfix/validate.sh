@@ -33,6 +33,7 @@ done < <(MAIL_CONFIG=$dir postconf -n 2>&1 >/dev/null)
 # cannot hide an unknown name in another. It runs as the postfix user: run as root,
 # smtpd treats stdin as `sendmail -bs` and skips restrictions. Nothing is queued: the
 # session ends before DATA, and notify_classes is empty so no postmaster notice is sent.
+# The probe writes its whole session at once: smtpd must not hang up on that pipelining.
 # Lookups go straight to MariaDB with the staged map files instead of through proxymap:
 # the running proxymap serves only the tables of the live configuration, and a new
 # release may add one (e.g. the mailing list lookup).
@@ -42,6 +43,8 @@ for map in virtual_mailbox_domains virtual_mailbox_maps virtual_alias_domains vi
   value=$(MAIL_CONFIG=$dir postconf -h "$map" 2>/dev/null) || continue
   direct+=(-o "$map=${value//proxy:/}")
 done
+# The restriction lists themselves may name proxy: tables that the running proxymap
+# does not serve yet (e.g. the hosted-sender check): the probe reads those directly too.
 session=$'EHLO probe.mailyard.invalid\r\nXCLIENT ADDR=192.0.2.1 NAME=probe.mailyard.invalid\r\nEHLO probe.mailyard.invalid\r\nMAIL FROM:<probe@mailyard.invalid>\r\nRCPT TO:<probe@mailyard.invalid>\r\nQUIT\r\n'
 for parameter in smtpd_client_restrictions smtpd_helo_restrictions smtpd_sender_restrictions smtpd_recipient_restrictions; do
   value=$(MAIL_CONFIG=$dir postconf -h "$parameter" 2>/dev/null) || continue
@@ -51,17 +54,27 @@ for parameter in smtpd_client_restrictions smtpd_helo_restrictions smtpd_sender_
       -o "syslog_name=postfix/$probe" \
       "${direct[@]}" \
       -o notify_classes= \
+      -o smtpd_forbid_unauth_pipelining=no \
       -o smtpd_tls_security_level=none \
       -o smtpd_authorized_xclient_hosts=127.0.0.0/8 \
       -o smtpd_relay_restrictions=defer_if_permit \
       -o smtpd_client_restrictions= \
       -o smtpd_helo_restrictions= \
       -o smtpd_sender_restrictions= \
-      -o "smtpd_recipient_restrictions=$value" 2>&1)
+      -o "smtpd_recipient_restrictions=${value//proxy:/}" 2>&1)
   if grep -q "4.3.5 Server configuration error" <<<"$replies" || ! grep -q "^221 " <<<"$replies"; then
     # The reasons are in smtpd's log lines (postlogd), which the controller reads.
     echo "PROBE-FAILED $parameter"
     status=1
   fi
 done
+# 4. policyd-rate-limit reads its own file: let it parse the staged one (as its own user,
+# so it only reads and prints; the running daemon is restarted by mailyard-postfix-reload).
+if [ -f "$dir/policyd-rate-limit.yaml" ]; then
+  if ! output=$(setpriv --reuid=policyd-rate-limit --regid=policyd-rate-limit --clear-groups \
+      policyd-rate-limit -f "$dir/policyd-rate-limit.yaml" --get-config limits 2>&1); then
+    status=1
+    while IFS= read -r line; do echo "ERROR policyd-rate-limit.yaml: $line"; done <<<"$output"
+  fi
+fi
 exit $status

@@ -66,8 +66,11 @@ def test_change_rolls_through_every_replica_in_order(scaled: Stack) -> None:
             name,
             "bash",
             "-c",
-            "exec 3<>/dev/tcp/127.0.0.1/587; read -t5 l <&3; "
-            "printf 'EHLO t.example\\r\\nQUIT\\r\\n' >&3; cat <&3",
+            # One command at a time: smtpd hangs up on a client that sends QUIT before
+            # the EHLO reply has announced PIPELINING (smtpd_forbid_unauth_pipelining).
+            "exec 3<>/dev/tcp/127.0.0.1/587; read -t5 l <&3; printf 'EHLO t.example\\r\\n' >&3; "
+            "while read -t5 l <&3; do echo \"$l\"; [[ $l == '250 '* ]] && break; done; "
+            "printf 'QUIT\\r\\n' >&3; cat <&3",
         )
         assert f"250-SIZE {12 * 1024 * 1024}" in ehlo, ehlo
     for name in dovecot:

@@ -597,6 +597,13 @@ EVERY_SETTING_CHANGED: dict[str, Any] = {
     "greylisting_enabled": True,
     "greylisting_delay_seconds": 120,
     "spf_action": "tag",
+    "reject_hosted_sender_spoofing": False,
+    "client_connection_count_limit": 7,
+    "client_connection_rate_limit": 70,
+    "client_message_rate_limit": 77,
+    "client_auth_rate_limit": 9,
+    "client_rate_time_unit": "2m",
+    "outbound_messages_per_hour": 777,
 }
 # Settings that change no file (they act in the controller itself).
 # Settings the controller itself uses (mailbox defaults, the ACME client): no daemon
@@ -682,6 +689,14 @@ def test_every_setting_reaches_main_cf_master_cf_or_dovecot_conf(settings: Setti
     assert main["postscreen_access_list"] == (
         "permit_mynetworks, cidr:{ { 192.0.2.0/24 permit }, { 198.51.100.0/24 reject } }"
     )
+    # Per-client limits (anvil) and the per-login outbound limit (policyd-rate-limit).
+    assert main["smtpd_client_connection_count_limit"] == "7"
+    assert main["smtpd_client_connection_rate_limit"] == "70"
+    assert main["smtpd_client_message_rate_limit"] == "77"
+    assert main["smtpd_client_auth_rate_limit"] == "9"
+    assert main["anvil_rate_time_unit"] == "2m"
+    assert "  - [777, 3600]\n" in postfix_files["policyd-rate-limit.yaml"].replace("    -", "  -")
+    assert "hosted_sender_domains" not in main["smtpd_sender_restrictions"]
     # SPF only tags; greylisting waits 120 s; SpamAssassin stays offline.
     spf = postfix_files["policyd-spf.conf"]
     assert re.search(r"^Mail_From_reject = False$", spf, re.M)
@@ -776,9 +791,14 @@ def test_filter_chain_routes_mail_through_amavis_and_back(settings: Settings) ->
     assert "-o mynetworks=cidr:/run/mailyard/networks/postfix-filter.cidr" in reinject
     assert "-o smtpd_recipient_restrictions=permit_mynetworks,reject" in reinject
     assert "-o content_filter=\n" in reinject
-    # Both DKIM milters on both submission ports and Mailman's; nothing leaves unsigned.
+    # Both DKIM milters on both submission ports (after the sender milter), on Mailman's
+    # and on the web interface's; nothing leaves unsigned.
+    assert master.count("-o smtpd_milters=$mailyard_submission_milters") == 2
+    assert main["mailyard_submission_milters"].endswith(
+        "inet:opendkim-milter:8891, inet:opendkim-milter:8892"
+    )
     milters = "-o smtpd_milters=inet:opendkim-milter:8891,inet:opendkim-milter:8892"
-    assert master.count(milters) == 4
+    assert master.count(milters) == 2
     assert master.count("-o milter_default_action=tempfail") == 4
     # SPF is on by default and spawned by master.
     assert "argv=/usr/bin/policyd-spf /etc/mailyard/active/policyd-spf.conf" in master
@@ -875,3 +895,95 @@ def test_dovecots_internal_listeners_bind_to_their_audiences_network(settings: S
         assert "address = dovecot-delivery" in block
     doveadm = conf.split("inet_listener http {", 1)[1].split("}", 1)[0]
     assert "address = dovecot-control" in doveadm
+
+
+def test_abuse_limits_and_sender_binding_render_as_documented(settings: Settings) -> None:
+    files = _files(_desired(settings)[postfix.SERVICE])
+    main = _postfix_settings(files["main.cf"])
+    # Port 25: a stranger may not use a hosted domain as envelope sender; the trusted
+    # networks are let through first.
+    assert main["smtpd_sender_restrictions"] == (
+        "reject_non_fqdn_sender, permit_mynetworks, check_sender_access "
+        "proxy:mysql:$config_directory/sql/hosted_sender_domains.cf"
+    )
+    hosted = files["sql/hosted_sender_domains.cf"]
+    assert "'%d'" in hosted
+    assert "'%s'" not in hosted  # only full addresses: %d suppresses domain-only keys
+    assert "FROM alias_domains" in hosted
+    # Submission: no null sender, envelope owned by the login, rate limit, and the
+    # sender milter before both OpenDKIM milters.
+    assert (
+        main["mailyard_submission_sender_restrictions"]
+        .lstrip()
+        .startswith("check_sender_access inline:{ { <> = REJECT The null sender is not allowed")
+    )
+    assert main["mailyard_submission_sender_restrictions"].endswith(
+        "reject_non_fqdn_sender, reject_sender_login_mismatch, permit_sasl_authenticated, reject"
+    )
+    assert main["mailyard_submission_recipient_restrictions"] == (
+        "reject_non_fqdn_recipient, check_policy_service unix:ratelimit/policy, "
+        "permit_sasl_authenticated, reject"
+    )
+    assert main["mailyard_submission_milters"] == (
+        f"unix:{postfix.SENDER_MILTER_SOCKET}, inet:opendkim-milter:8891, inet:opendkim-milter:8892"
+    )
+    master = files["master.cf"]
+    for service in ("submission", "submissions"):
+        block = master.split(f"{service}  ", 1)[1].split("\n# ", 1)[0]
+        assert "-o smtpd_sender_restrictions=$mailyard_submission_sender_restrictions" in block
+        assert "-o smtpd_recipient_restrictions=$mailyard_submission_recipient_restrictions" in (
+            block
+        )
+        assert "-o smtpd_milters=$mailyard_submission_milters" in block
+        assert "-o milter_default_action=tempfail" in block
+    # Mailman's port keeps OpenDKIM only: list mail is signed, not bound to a login.
+    mailman = master.split(f"{postfix.MAILMAN_SUBMIT_PORT}  ", 1)[1]
+    assert "smtpd_milters=inet:opendkim:8891,inet:opendkim:8892" in mailman
+    assert "sender.sock" not in mailman
+    # SMTP smuggling.
+    assert main["smtpd_forbid_bare_newline"] == "normalize"
+    assert main["smtpd_forbid_bare_newline_exclusions"] == "$mynetworks"
+    assert main["smtpd_forbid_unauth_pipelining"] == "yes"
+    assert main["smtpd_data_restrictions"] == "reject_unauth_pipelining"
+    assert main["cleanup_replace_stray_cr_lf"] == "yes"
+    # Anvil defaults; only mynetworks is exempt.
+    assert main["smtpd_client_connection_count_limit"] == "20"
+    assert main["smtpd_client_connection_rate_limit"] == "60"
+    assert main["smtpd_client_message_rate_limit"] == "100"
+    assert main["smtpd_client_auth_rate_limit"] == "30"
+    assert main["anvil_rate_time_unit"] == "60s"
+    assert main["smtpd_client_event_limit_exceptions"] == "$mynetworks"
+    rate = files["policyd-rate-limit.yaml"]
+    assert "limits:\n    - [200, 3600]\n" in rate
+    assert "limit_by_sasl: true" in rate
+    assert 'SOCKET: "/var/spool/postfix/ratelimit/policy"' in rate
+    assert "may send to 200 recipients per hour" in rate
+
+
+def test_outbound_limit_zero_takes_the_policy_service_out(settings: Settings) -> None:
+    files = _files(_desired(settings, outbound_messages_per_hour=0)[postfix.SERVICE])
+    main = _postfix_settings(files["main.cf"])
+    assert main["mailyard_submission_recipient_restrictions"] == (
+        "reject_non_fqdn_recipient, permit_sasl_authenticated, reject"
+    )
+    assert "limits: []" in files["policyd-rate-limit.yaml"]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"client_rate_time_unit": "5s"},
+        {"client_rate_time_unit": "2h"},
+        {"client_rate_time_unit": "60s\nmynetworks = 0.0.0.0/0"},
+        {"client_connection_count_limit": -1},
+        {"client_message_rate_limit": 100_001},
+        {"outbound_messages_per_hour": -5},
+        {"outbound_messages_per_hour": "200"},
+        {"reject_hosted_sender_spoofing": "yes"},
+    ],
+)
+def test_bad_abuse_limits_are_refused_before_rendering(
+    settings: Settings, values: dict[str, Any]
+) -> None:
+    with pytest.raises(InvalidInput):
+        _mail(settings, **values)
