@@ -938,7 +938,7 @@ def test_abuse_limits_and_sender_binding_render_as_documented(settings: Settings
         assert "-o milter_default_action=tempfail" in block
     # Mailman's port keeps OpenDKIM only: list mail is signed, not bound to a login.
     mailman = master.split(f"{postfix.MAILMAN_SUBMIT_PORT}  ", 1)[1]
-    assert "smtpd_milters=inet:opendkim:8891,inet:opendkim:8892" in mailman
+    assert "smtpd_milters=inet:opendkim-milter:8891,inet:opendkim-milter:8892" in mailman
     assert "sender.sock" not in mailman
     # SMTP smuggling.
     assert main["smtpd_forbid_bare_newline"] == "normalize"
