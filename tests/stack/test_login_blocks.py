@@ -270,3 +270,42 @@ def test_smtp_auth_failures_count_towards_the_same_block(
     assert attacker.logins("imap", edge.dovecot, 993, victim, PASSWORD) != ["ok"]
     assert _right_password_works_from_the_test_host(stack, victim)
     assert stack.api("DELETE", f"/blocks/{attacker.address}").status_code == 204
+
+
+def _policy_server_pids(stack: Stack) -> list[str]:
+    # No procps in the image: read /proc.
+    script = (
+        "for p in /proc/[0-9]*; do "
+        "tr '\\0' ' ' < $p/cmdline 2>/dev/null | grep -q '^/usr/bin/python3 "
+        "/usr/local/bin/mailyard-auth-policy serve' && echo ${p#/proc/}; done; true"
+    )
+    return stack.exec("dovecot", "bash", "-c", script).stdout.split()
+
+
+def _signal(stack: Stack, signal: str, pid: str) -> None:
+    stack.exec("dovecot", "bash", "-c", f"kill -{signal} {pid}")  # bash's own kill
+
+
+def test_logins_go_ahead_while_the_policy_server_cannot_answer(stack: Stack) -> None:
+    domain = stack.new_domain("blk")
+    owner = stack.new_mailbox(domain, "owner")
+    [pid] = _policy_server_pids(stack)
+    # Hung: Dovecot gives up after auth_policy_server_timeout_msecs and lets the login
+    # go ahead (fail open), rather than locking every user out.
+    _signal(stack, "STOP", pid)
+    try:
+        assert _right_password_works_from_the_test_host(stack, owner)
+    finally:
+        _signal(stack, "CONT", pid)
+    # Dead: the entrypoint starts it again.
+    _signal(stack, "KILL", pid)
+    restarted = wait_for(
+        "the policy server to be restarted",
+        lambda: [other for other in _policy_server_pids(stack) if other != pid],
+        timeout=30,
+    )
+    assert len(restarted) == 1
+    assert _right_password_works_from_the_test_host(stack, owner)
+    logs = stack.run_compose("logs", "--no-color", "dovecot").stdout
+    assert "auth policy server exited; restarting it" in logs
+    assert logs.count("auth-policy: INFO: listening on 127.0.0.1:") >= 2
