@@ -398,6 +398,47 @@ def cmd_token_revoke(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+# --- failed-login blocks (Dovecot's auth policy server; controller/domain/blocks.py) -------
+def cmd_blocks_list(settings: Settings, args: argparse.Namespace) -> int:
+    from controller.domain import blocks
+
+    with _context(settings) as ctx:
+        rows = [
+            {
+                "address": b.address,
+                "failures": b.failures,
+                "blocked_at": b.blocked_at,
+                "blocked_until": b.blocked_until,
+                "last_protocol": b.last_protocol or "-",
+                "last_username": b.last_username or "-",
+            }
+            for b in _all_pages(lambda page: blocks.list_blocks(ctx, page))
+        ]
+    _print_rows(rows, args.json)
+    return 0
+
+
+def cmd_blocks_lift(settings: Settings, args: argparse.Namespace) -> int:
+    from controller.domain import blocks
+
+    with _context(settings) as ctx:
+        lifted = blocks.lift_block(ctx, args.address)
+    print(f"lifted the block of {lifted}")
+    return 0
+
+
+def _add_blocks_commands(commands: Any) -> None:
+    block = commands.add_parser(
+        "blocks", help="client addresses blocked after failed logins"
+    ).add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = block.add_parser("list", help="addresses blocked now (times in UTC)")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(handler=cmd_blocks_list)
+    lift = block.add_parser("lift", help="lift a block and forget the address's failures")
+    lift.add_argument("address", help="IPv4 address, or IPv6 address or its /64")
+    lift.set_defaults(handler=cmd_blocks_lift)
+
+
 # --- mailing lists (kept by Mailman; see controller/domain/lists.py) -----------------------
 def _lists_backend(settings: Settings) -> Any:
     from controller.domain.lists import require_backend
@@ -657,8 +698,8 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = token.add_parser("revoke", help="revoke a token by id")
     revoke.add_argument("id", type=int)
     revoke.set_defaults(handler=cmd_token_revoke)
-    _add_settings_commands(commands)
-    _add_list_commands(commands)
+    for add_commands in (_add_settings_commands, _add_list_commands, _add_blocks_commands):
+        add_commands(commands)
     return parser
 
 

@@ -12,6 +12,7 @@ from controller.api import problems
 from controller.api.routes import (
     alias_domains,
     aliases,
+    blocks,
     certificates,
     dkim,
     domains,
@@ -74,6 +75,7 @@ def create_app(
         filter_policies,
         quarantine,
         lists,
+        blocks,
     ):
         api.include_router(module.router)
     app.include_router(api)

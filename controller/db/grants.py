@@ -1,9 +1,10 @@
 """Least-privilege grants for the users the mail daemons reach the database with.
 
 The db container creates the users; grants follow the schema, so they are (re)applied
-after every migration. Postfix never gets the password hashes; neither service can write.
-Amavis reads its policy view and writes only its own quarantine tables; OpenDKIM reads
-its signing views.
+after every migration. Postfix never gets the password hashes and writes nothing;
+Dovecot reads mail data and writes only its failed-login counts (login_blocks, its auth
+policy server). Amavis reads its policy view and writes only its own quarantine tables;
+OpenDKIM reads its signing views.
 """
 
 from __future__ import annotations
@@ -58,6 +59,11 @@ PRIVILEGE_GRANTS: dict[str, dict[str, tuple[str, ...]]] = {
         "dkim_signing_table": ("SELECT",),
         "dkim_signing_table_ed25519": ("SELECT",),
         "dkim_key_table": ("SELECT",),
+    },
+    # Dovecot's auth policy server (images/dovecot/auth_policy.py) counts failed logins
+    # per client address and blocks it (migration 0006); it writes nothing else.
+    DOVECOT_USER: {
+        "login_blocks": TABLE_PRIVILEGES,
     },
 }
 

@@ -411,3 +411,28 @@ class DkimKey(Base):
     activated_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
     domain: Mapped[Domain] = relationship()
+
+
+class LoginBlock(Base):
+    """Failed logins from one client address, and its block (migration 0006).
+
+    Written by the auth policy server in the Dovecot container (images/dovecot/
+    auth_policy.py, database user mailyard_dovecot), which Dovecot asks about every login
+    (IMAP, POP3, ManageSieve, SMTP AUTH); read and deleted (a block lifted) by the
+    controller. `address` is an IPv4 address, or an IPv6 /64 network: one IPv6 client
+    usually owns the whole /64. Failures are counted in a fixed window that starts at the
+    first failure; times are UTC, from the database's clock (replicas share it).
+    """
+
+    __tablename__ = "login_blocks"
+
+    address: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    window_started_at: Mapped[datetime] = mapped_column(DateTime)
+    last_failure_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    blocked_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    blocked_until: Mapped[datetime | None] = mapped_column(DateTime, nullable=True, index=True)
+    # The last user name tried (truncated) and the protocol (imap, pop3, sieve, smtp):
+    # what an administrator needs to tell an attack from a client with an old password.
+    last_username: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    last_protocol: Mapped[str] = mapped_column(String(16), default="", server_default="")

@@ -451,6 +451,65 @@ class MailSettings(BaseModel):
         "limit. With several Postfix replicas each one counts on its own.",
     )
 
+    # --- Failed logins: slowed, then blocked (Dovecot auth policy) ------------------------
+    # Every login goes through Dovecot's auth process: IMAP, POP3, ManageSieve, and SMTP
+    # AUTH (Postfix's SASL is Dovecot's). Its auth policy server counts failures per client
+    # address (images/dovecot/auth_policy.py; docs/operations.md, "Failed logins").
+    login_blocking_enabled: bool = Field(
+        default=True,
+        description="Slow down and then block client addresses that fail to log in (IMAP, "
+        "POP3, ManageSieve, SMTP AUTH). Off leaves only Dovecot's fixed delay after each "
+        "failure. GET /api/v1/blocks lists blocked addresses; DELETE lifts a block.",
+    )
+    login_slowdown_after_failures: int = Field(
+        default=5,
+        ge=1,
+        le=10_000,
+        description="Failed logins from one address, within login_failure_window_seconds, "
+        "after which its next attempts wait first: 1 s after the last failure, doubling "
+        "with each further failure up to login_slowdown_max_seconds. The right password "
+        "waits too, so keep it above what a user mistyping makes.",
+    )
+    login_slowdown_max_seconds: int = Field(
+        default=8,
+        ge=1,
+        le=8,
+        description="Longest wait imposed on an address that keeps failing, in seconds. "
+        "At most 8: Postfix gives up on Dovecot's answer to SMTP AUTH after 10 s and "
+        "reports a temporary failure, even for the right password.",
+    )
+    login_block_after_failures: int = Field(
+        default=20,
+        ge=1,
+        le=10_000,
+        description="Failed logins from one address, within login_failure_window_seconds, "
+        "after which the address is blocked: every login from it is refused, even with "
+        "the right password, for login_block_seconds. Other addresses are not affected, "
+        "so the owner of a mailbox under attack can still log in from elsewhere.",
+    )
+    login_failure_window_seconds: int = Field(
+        default=900,
+        ge=60,
+        le=7 * 86_400,
+        description="How long failures count: the window starts at an address's first "
+        "failure; failures after it ends start a new count. A successful login does not "
+        "reset the count (an attacker who owns one account could otherwise hide behind it).",
+    )
+    login_block_seconds: int = Field(
+        default=3600,
+        ge=10,
+        le=30 * 86_400,
+        description="How long a block lasts, in seconds. It ends early only when lifted "
+        "(DELETE /api/v1/blocks/{address} or `mailyard blocks lift`); a successful "
+        "login does not end it.",
+    )
+    login_block_exempt_networks: list[str] = Field(
+        default=[],
+        description="Client networks in CIDR form (IPv4 or IPv6) that are never slowed "
+        "down or blocked, e.g. a webmail server that logs in for many users from one "
+        "address. Each address listed here can guess passwords without limit.",
+    )
+
     @field_validator("hostname")
     @classmethod
     def _hostname(cls, value: str) -> str:
@@ -606,6 +665,24 @@ class MailSettings(BaseModel):
             raise ValueError(f"{value!r}: use a window from 10s to 1h, e.g. 60s or 5m")
         return value
 
+    @field_validator("login_block_exempt_networks")
+    @classmethod
+    def _exempt_networks(cls, values: list[str]) -> list[str]:
+        networks: list[str] = []
+        for value in values:
+            try:
+                network = ipaddress.ip_network(value.strip(), strict=True)
+            except ValueError as exc:
+                raise ValueError(f"{value!r} is not a network in CIDR form ({exc})") from exc
+            if network.prefixlen == 0:
+                raise ValueError(
+                    f"{value!r} covers every address; set login_blocking_enabled to false instead"
+                )
+            networks.append(str(network))
+        if len(networks) > 100:
+            raise ValueError("list at most 100 networks in login_block_exempt_networks")
+        return sorted(set(networks))
+
     @model_validator(mode="after")
     def _consistent(self) -> MailSettings:
         if duration_seconds(self.minimal_backoff_time) > duration_seconds(
@@ -618,6 +695,11 @@ class MailSettings(BaseModel):
             raise ValueError("relayhost_username needs relayhost_password as well")
         if self.relayhost_password is not None and not self.relayhost_username:
             raise ValueError("relayhost_password needs relayhost_username as well")
+        if self.login_slowdown_after_failures > self.login_block_after_failures:
+            raise ValueError(
+                "login_slowdown_after_failures must not exceed login_block_after_failures "
+                "(an address is slowed down before it is blocked)"
+            )
         return self
 
 

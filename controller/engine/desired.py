@@ -1,7 +1,8 @@
 """The desired configuration of every managed service, rendered from templates.
 
 Inputs: the mail settings (database), process settings (where the database and peers
-are), and secrets generated at first start (database passwords, doveadm API key).
+are), and secrets generated at first start (database passwords, doveadm API key, auth policy
+nonce).
 """
 
 from __future__ import annotations
@@ -45,6 +46,13 @@ def doveadm_api_key(settings: Settings) -> str:
     return ensure_secret(settings.state_dir / "secrets" / "doveadm-api-key")
 
 
+def auth_policy_nonce(settings: Settings) -> str:
+    """Dovecot requires a nonce with an auth policy server (it salts the password hash it
+    could send; Mailyard's requests carry no password hash). One per installation, so
+    every Dovecot replica gets the same."""
+    return ensure_secret(settings.state_dir / "secrets" / "auth-policy-nonce")
+
+
 def secret_values(settings: Settings, mail: MailSettings) -> list[str]:
     """Every secret that may appear in a rendered file, for redaction in diffs."""
     values = [
@@ -53,6 +61,7 @@ def secret_values(settings: Settings, mail: MailSettings) -> list[str]:
         read_secret(settings.secrets_dir / "db-amavis-password"),
         read_secret(settings.secrets_dir / opendkim.PASSWORD_FILE_NAME),
         doveadm_api_key(settings),
+        auth_policy_nonce(settings),
     ]
     if mail.relayhost_password is not None:
         values.append(mail.relayhost_password.get_secret_value())
@@ -110,6 +119,9 @@ def desired_releases(settings: Settings, mail: MailSettings) -> dict[str, Releas
         "doveadm_port": settings.doveadm_port,
         "delivery_listen_name": dovecot.DELIVERY_LISTEN_NAME,
         "control_listen_name": dovecot.CONTROL_LISTEN_NAME,
+        "db_port": settings.db_port,
+        "auth_policy_port": dovecot.AUTH_POLICY_PORT,
+        "auth_policy_nonce": auth_policy_nonce(settings),
         "vmail_uid": dovecot.VMAIL_UID,
         "mail_root": MAIL_ROOT,
         "junk_sieve": dovecot.JUNK_SIEVE,

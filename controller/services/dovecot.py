@@ -2,8 +2,9 @@
 
 Contract with images/dovecot: group id 210 is `dovecot`, vmail is 5000:5000, releases
 appear under /etc/mailyard/dovecot/releases, the running one at /etc/mailyard/active, and
-the image has mailyard-dovecot-validate, mailyard-dovecot-healthcheck and
-mailyard-activate.
+the image has mailyard-dovecot-validate, mailyard-dovecot-healthcheck,
+mailyard-activate and mailyard-auth-policy (the auth policy server, images/dovecot/
+auth_policy.py, which reads auth-policy.json from the release it runs).
 """
 
 from __future__ import annotations
@@ -38,11 +39,16 @@ QUOTA_STATUS_PORT = 12340
 # `delivery` (Postfix), doveadm on `control` (the controller).
 DELIVERY_LISTEN_NAME = "dovecot-delivery"
 CONTROL_LISTEN_NAME = "dovecot-control"
+# The auth policy server (failed-login slowing and blocking) listens on 127.0.0.1 of each
+# Dovecot container: only that container's auth process asks it.
+AUTH_POLICY_PORT = 12341
 
 TEMPLATES: tuple[TemplateFile, ...] = (
-    # Both files hold secrets (doveadm API key, database password).
+    # Every file holds a secret (doveadm API key, auth policy nonce, database password).
     TemplateFile("dovecot.conf.j2", "dovecot.conf", mode=0o640, gid=DOVECOT_GID),
     TemplateFile("dovecot-sql.conf.ext.j2", "dovecot-sql.conf.ext", mode=0o640, gid=DOVECOT_GID),
+    # The auth policy server runs as the dovecot user and reads this one.
+    TemplateFile("auth-policy.json.j2", "auth-policy.json", mode=0o640, gid=DOVECOT_GID),
 )
 
 
@@ -91,7 +97,8 @@ class AuthCache:
 
 
 def validate(runtime: Runtime, replica: Replica, release_path: str) -> Validation:
-    """`doveconf -n` on the staged dovecot.conf (images/dovecot/validate.sh)."""
+    """`doveconf -n` on the staged dovecot.conf, and the auth policy server's own check of
+    auth-policy.json (images/dovecot/validate.sh)."""
     result = runtime.exec(replica, ["mailyard-dovecot-validate", f"{release_path}/dovecot.conf"])
     lines = [line.strip() for line in result.output.splitlines() if line.strip()]
     warnings = [line for line in lines if "Warning:" in line]

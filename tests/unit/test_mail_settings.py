@@ -660,3 +660,56 @@ def test_postscreen_lists_accept_what_postfix_documents() -> None:
     assert public_values(settings)["postscreen_access_list"] == [
         {"network": "192.0.2.0/24", "action": "reject"}
     ]
+
+
+# --- failed logins (Dovecot auth policy) --------------------------------------------------
+def test_login_blocking_defaults_are_safe() -> None:
+    defaults = MailSettings()
+    assert defaults.login_blocking_enabled is True
+    assert defaults.login_slowdown_after_failures == 5
+    assert defaults.login_slowdown_max_seconds == 8
+    assert defaults.login_block_after_failures == 20
+    assert defaults.login_failure_window_seconds == 15 * 60
+    assert defaults.login_block_seconds == 3600
+    assert defaults.login_block_exempt_networks == []
+
+
+LOGIN_BLOCK_REFUSALS = [
+    ("login_blocking_enabled", "yes"),
+    ("login_slowdown_after_failures", 0),
+    ("login_slowdown_max_seconds", 9),  # Postfix waits 10 s for SMTP AUTH
+    ("login_slowdown_max_seconds", 0),
+    ("login_block_after_failures", 0),
+    ("login_block_after_failures", "20"),
+    ("login_failure_window_seconds", 59),
+    ("login_block_seconds", 9),
+    ("login_block_seconds", 30 * 86_400 + 1),
+    ("login_block_exempt_networks", ["0.0.0.0/0"]),
+    ("login_block_exempt_networks", ["::/0"]),
+    ("login_block_exempt_networks", ["10.0.0.1/8"]),
+    ("login_block_exempt_networks", ['10.0.0.0/8", "0.0.0.0/0']),
+    ("login_block_exempt_networks", ["webmail.example.org"]),
+    ("login_block_exempt_networks", "10.0.0.0/8"),
+    ("login_block_exempt_networks", [f"10.0.{n}.0/24" for n in range(101)]),
+]
+
+
+@pytest.mark.parametrize(("name", "value"), LOGIN_BLOCK_REFUSALS, ids=lambda v: repr(v)[:40])
+def test_login_block_settings_refuse_bad_values(name: str, value: Any) -> None:
+    message = _refused({name: value})
+    assert message.startswith(name), message
+
+
+def test_login_blocking_slows_down_before_it_blocks() -> None:
+    message = _refused({"login_slowdown_after_failures": 21})
+    assert "login_slowdown_after_failures must not exceed login_block_after_failures" in message
+    settings = build({"login_slowdown_after_failures": 3, "login_block_after_failures": 3}, {})
+    assert settings.login_block_after_failures == 3
+
+
+def test_exempt_networks_are_normalised_and_may_be_ipv6() -> None:
+    settings = build(
+        {"login_block_exempt_networks": [" 198.51.100.0/24\n", "2001:DB8::/32", "198.51.100.0/24"]},
+        {},
+    )
+    assert settings.login_block_exempt_networks == ["198.51.100.0/24", "2001:db8::/32"]

@@ -26,6 +26,7 @@ TABLES = {
     "dkim_keys",
     "domain_filter_policies",
     "domains",
+    "login_blocks",
     "maddr",
     "msgrcpt",
     "msgs",

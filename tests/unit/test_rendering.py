@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from controller.domain.errors import InvalidInput
 from controller.domain.mail_settings import MIB, SETTING_NAMES, MailSettings, build
-from controller.engine.desired import desired_releases
+from controller.engine.desired import desired_releases, secret_values
 from controller.services import amavis, dovecot, postfix, postgrey
 from controller.services.rendering import (
     MANIFEST,
@@ -128,7 +128,7 @@ def test_no_template_syntax_is_left_anywhere(settings: Settings) -> None:
 
 def test_dovecot_release(settings: Settings) -> None:
     files = _files(_desired(settings)[dovecot.SERVICE])
-    assert set(files) == {"dovecot.conf", "dovecot-sql.conf.ext"}
+    assert set(files) == {"dovecot.conf", "dovecot-sql.conf.ext", "auth-policy.json"}
     conf = files["dovecot.conf"]
     # Reloads must not cut open IMAP/POP3 sessions.
     assert re.search(r"^shutdown_clients = no$", conf, re.MULTILINE)
@@ -604,6 +604,14 @@ EVERY_SETTING_CHANGED: dict[str, Any] = {
     "client_auth_rate_limit": 9,
     "client_rate_time_unit": "2m",
     "outbound_messages_per_hour": 777,
+    # Failed logins (auth-policy.json, and whether dovecot.conf asks the policy server)
+    "login_blocking_enabled": False,
+    "login_slowdown_after_failures": 3,
+    "login_slowdown_max_seconds": 4,
+    "login_block_after_failures": 9,
+    "login_failure_window_seconds": 300,
+    "login_block_seconds": 600,
+    "login_block_exempt_networks": ["198.51.100.0/24"],
 }
 # Settings that change no file (they act in the controller itself).
 # Settings the controller itself uses (mailbox defaults, the ACME client): no daemon
@@ -724,6 +732,18 @@ def test_every_setting_reaches_main_cf_master_cf_or_dovecot_conf(settings: Setti
         assert "  process_limit = 777\n" in blocks[f"service {mail}"], mail
     assert "  mail_max_userip_connections = 7\n" in blocks["protocol imap"]
     assert "  postmaster_address = postmaster@mx.example.net\n" in blocks["protocol lmtp"]
+    assert "auth_policy_server_url" not in conf  # login_blocking_enabled off
+    policy = json.loads(_files(releases[dovecot.SERVICE])["auth-policy.json"])
+    assert {name: value for name, value in policy.items() if name != "database"} == {
+        "enabled": False,
+        "listen_port": dovecot.AUTH_POLICY_PORT,
+        "slowdown_after_failures": 3,
+        "slowdown_max_seconds": 4,
+        "block_after_failures": 9,
+        "failure_window_seconds": 300,
+        "block_seconds": 600,
+        "exempt_networks": ["198.51.100.0/24"],
+    }
 
 
 def test_defaults_render_as_documented(settings: Settings) -> None:
@@ -987,3 +1007,63 @@ def test_bad_abuse_limits_are_refused_before_rendering(
 ) -> None:
     with pytest.raises(InvalidInput):
         _mail(settings, **values)
+
+
+# --- failed logins: Dovecot's auth policy -------------------------------------------------
+def _dovecot_settings(conf: str) -> dict[str, str]:
+    """Top-level `key = value` lines of dovecot.conf."""
+    return {
+        key.strip(): value.strip()
+        for key, value in re.findall(r"^(\w+) = (.*)$", conf, re.MULTILINE)
+    }
+
+
+def test_every_login_asks_the_policy_server_and_fails_open(settings: Settings) -> None:
+    files = _files(_desired(settings)[dovecot.SERVICE])
+    conf = _dovecot_settings(files["dovecot.conf"])
+    assert conf["auth_policy_server_url"] == f"http://127.0.0.1:{dovecot.AUTH_POLICY_PORT}/"
+    # A policy server that cannot answer must not lock every user out.
+    assert conf["auth_policy_reject_on_fail"] == "no"
+    assert int(conf["auth_policy_server_timeout_msecs"]) <= 2000
+    assert conf["auth_policy_check_before_auth"] == "yes"
+    # After: a block that began meanwhile refuses even the right password.
+    assert conf["auth_policy_check_after_auth"] == "yes"
+    assert conf["auth_policy_report_after_auth"] == "yes"
+    # The client's address is what the server counts by; no password hash is sent.
+    assert conf["auth_policy_request_attributes"] == (
+        "login=%{requested_username} remote=%{rip} protocol=%s"
+    )
+    nonce = (settings.state_dir / "secrets" / "auth-policy-nonce").read_text().strip()
+    assert len(nonce) >= 32
+    assert conf["auth_policy_hash_nonce"] == nonce
+    assert nonce in secret_values(settings, MailSettings())
+
+
+def test_the_policy_file_holds_the_dovecot_database_user_and_is_not_world_readable(
+    settings: Settings,
+) -> None:
+    release = _desired(settings)[dovecot.SERVICE]
+    item = next(item for item in release.files if item.path == "auth-policy.json")
+    assert (item.mode, item.gid) == (0o640, dovecot.DOVECOT_GID)
+    database = json.loads(item.content)["database"]
+    assert database == {
+        "host": "db",
+        "port": 3306,
+        "name": "mailyard",
+        "user": "mailyard_dovecot",
+        "password": DOVECOT_DB_PASSWORD,
+    }
+
+
+def test_turning_login_blocking_off_stops_asking(settings: Settings) -> None:
+    files = _files(_desired(settings, login_blocking_enabled=False)[dovecot.SERVICE])
+    assert "auth_policy" not in "".join(
+        line for line in files["dovecot.conf"].splitlines() if not line.startswith("#")
+    )
+    assert json.loads(files["auth-policy.json"])["enabled"] is False
+
+
+def test_a_secret_with_quotes_cannot_break_the_policy_file(settings: Settings) -> None:
+    (settings.secrets_dir / "db-dovecot-password").write_text('p"a\\ss}\n')
+    files = _files(_desired(settings)[dovecot.SERVICE])
+    assert json.loads(files["auth-policy.json"])["database"]["password"] == 'p"a\\ss}'

@@ -1,0 +1,65 @@
+"""/api/v1/blocks: client addresses blocked after failed logins, and lifting a block."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, Path, Response, status
+from pydantic import BaseModel, Field
+
+from controller.api.deps import ContextDep, PageDep
+from controller.api.schemas import Page, page_of
+from controller.db.models import LoginBlock
+from controller.domain import blocks
+
+router = APIRouter(prefix="/blocks", tags=["blocks"])
+
+
+class BlockPublic(BaseModel):
+    address: str = Field(
+        description="The client address: an IPv4 address, or an IPv6 /64 network.",
+        examples=["192.0.2.7", "2001:db8:1:2::/64"],
+    )
+    failures: int = Field(description="Failed logins counted in the window that led to it.")
+    first_failure_at: datetime = Field(description="Start of that window (UTC).")
+    last_failure_at: datetime = Field(description="The last failed login (UTC).")
+    blocked_at: datetime | None = Field(description="When the block began (UTC).")
+    blocked_until: datetime | None = Field(
+        description="When it ends by itself (UTC), unless lifted first."
+    )
+    last_username: str = Field(description="The last user name tried (at most 64 characters).")
+    last_protocol: str = Field(description="imap, pop3, sieve (ManageSieve) or smtp (AUTH).")
+
+    @classmethod
+    def of(cls, block: LoginBlock) -> BlockPublic:
+        return cls(
+            address=block.address,
+            failures=block.failures,
+            first_failure_at=block.window_started_at,
+            last_failure_at=block.last_failure_at,
+            blocked_at=block.blocked_at,
+            blocked_until=block.blocked_until,
+            last_username=block.last_username,
+            last_protocol=block.last_protocol,
+        )
+
+
+@router.get("")
+def list_blocks(ctx: ContextDep, page: PageDep) -> Page[BlockPublic]:
+    """Addresses refused now after too many failed logins (admin tokens only); the
+    thresholds are the login_* settings."""
+    return page_of(blocks.list_blocks(ctx, page), BlockPublic.of)
+
+
+@router.delete("/{address:path}", status_code=status.HTTP_204_NO_CONTENT)
+def lift_block(
+    ctx: ContextDep,
+    address: str = Path(
+        max_length=1024,
+        description="An IPv4 address, or an IPv6 address or its /64 (e.g. 2001:db8:1:2::/64).",
+    ),
+) -> Response:
+    """Lift a block and forget the address's failures: its next login is judged afresh.
+    404 when the address is not blocked, 422 when it is not an address."""
+    blocks.lift_block(ctx, address)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
