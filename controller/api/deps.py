@@ -27,6 +27,7 @@ SessionDep = Annotated[Session, Depends(get_session)]
 
 
 def get_principal(
+    request: Request,
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
@@ -35,7 +36,8 @@ def get_principal(
             "send an API token as 'Authorization: Bearer <token>'; the first admin token is "
             "printed by `docker compose exec controller mailyard admin-token`"
         )
-    return authenticate(session, credentials.credentials)
+    client = request.client.host if request.client else None
+    return authenticate(session, credentials.credentials, client)
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
