@@ -14,6 +14,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 from controller.domain import domains, mailboxes, tokens
@@ -261,11 +262,21 @@ def cmd_mailbox_delete(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_token_create(settings: Settings, args: argparse.Namespace) -> int:
     with _context(settings) as ctx:
         issued = tokens.create_token(
-            ctx, args.name, is_admin=args.admin, read_only=args.read_only, domains=args.domain
+            ctx,
+            args.name,
+            is_admin=args.admin,
+            read_only=args.read_only,
+            domains=args.domain,
+            expires_in_days=args.expires_in_days,
+            networks=args.network,
         )
     print(issued.secret)
     print("store this token now: it is not shown again", file=sys.stderr)
     return 0
+
+
+def _when(moment: datetime | None, never: str) -> str:
+    return f"{moment:%Y-%m-%d %H:%M}Z" if moment is not None else never
 
 
 def cmd_token_list(settings: Settings, args: argparse.Namespace) -> int:
@@ -276,7 +287,11 @@ def cmd_token_list(settings: Settings, args: argparse.Namespace) -> int:
                 "name": t.name,
                 "admin": t.is_admin,
                 "read_only": t.read_only,
-                "domains": ",".join(sorted(d.domain for d in t.domains)) or "-",
+                "domains": ",".join(tokens.scope_names(t)) or "-",
+                "expires": _when(t.expires_at, "never"),
+                "networks": ",".join(tokens.token_networks(t)) or "any",
+                "last_used": _when(t.last_used_at, "never"),
+                "last_used_from": t.last_used_from or "-",
             }
             for t in _all_pages(lambda page: tokens.list_tokens(ctx, page))
         ]
@@ -594,6 +609,43 @@ def _add_list_commands(commands: Any) -> None:
     members.set_defaults(handler=cmd_list_members)
 
 
+def _add_token_commands(commands: Any) -> None:
+    token = commands.add_parser("token", help="API tokens").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    create = token.add_parser("create", help="create a token and print it once")
+    create.add_argument("name")
+    create.add_argument("--admin", action="store_true")
+    create.add_argument("--read-only", action="store_true")
+    create.add_argument(
+        "--domain",
+        action="append",
+        default=[],
+        help="a hosted domain the token is limited to; repeat for several",
+    )
+    create.add_argument(
+        "--expires-in-days",
+        type=int,
+        metavar="N",
+        help="the token stops working N days from now (1-3650); default: never",
+    )
+    create.add_argument(
+        "--network",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="a client network the token may be used from, e.g. 203.0.113.0/24; "
+        "repeat for several; default: any address",
+    )
+    create.set_defaults(handler=cmd_token_create)
+    listing = token.add_parser("list", help="list tokens (never their secrets)")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(handler=cmd_token_list)
+    revoke = token.add_parser("revoke", help="revoke a token by id")
+    revoke.add_argument("id", type=int)
+    revoke.set_defaults(handler=cmd_token_revoke)
+
+
 def _add_settings_commands(commands: Any) -> None:
     setting = commands.add_parser("settings", help="mail settings").add_subparsers(
         dest="action", required=True, metavar="ACTION"
@@ -683,21 +735,7 @@ def build_parser() -> argparse.ArgumentParser:
     delete.add_argument("address")
     delete.set_defaults(handler=cmd_mailbox_delete)
 
-    token = commands.add_parser("token", help="API tokens").add_subparsers(
-        dest="action", required=True, metavar="ACTION"
-    )
-    create = token.add_parser("create", help="create a token and print it once")
-    create.add_argument("name")
-    create.add_argument("--admin", action="store_true")
-    create.add_argument("--read-only", action="store_true")
-    create.add_argument("--domain", action="append", default=[], help="repeat for several")
-    create.set_defaults(handler=cmd_token_create)
-    listing = token.add_parser("list", help="list tokens (never their secrets)")
-    listing.add_argument("--json", action="store_true")
-    listing.set_defaults(handler=cmd_token_list)
-    revoke = token.add_parser("revoke", help="revoke a token by id")
-    revoke.add_argument("id", type=int)
-    revoke.set_defaults(handler=cmd_token_revoke)
+    _add_token_commands(commands)
     for add_commands in (_add_settings_commands, _add_list_commands, _add_blocks_commands):
         add_commands(commands)
     return parser

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from controller import __doc__ as package_doc
 from controller.api import problems
+from controller.api.guard import ApiGuard
 from controller.api.routes import (
     alias_domains,
     aliases,
@@ -25,6 +26,7 @@ from controller.api.routes import (
     settings,
     tokens,
 )
+from controller.api.throttle import AuthFailureLimiter
 from controller.engine.apply import ConfigEngine
 from controller.engine.certificates import CertificateManager
 from controller.services.mailman import ListsBackend
@@ -61,6 +63,18 @@ def create_app(
         config.settings, config, config.runtime
     )
     problems.install(app)
+    process = config.settings
+    app.state.auth_failures = AuthFailureLimiter(
+        process.api_auth_failure_limit, process.api_auth_failure_window
+    )
+    # In front of routing: the token is checked and the body size bounded before
+    # FastAPI reads a byte of the body (controller/api/guard.py).
+    app.add_middleware(
+        ApiGuard,
+        sessions=sessions,
+        max_body_bytes=process.api_max_body_bytes,
+        limiter=app.state.auth_failures,
+    )
     api = APIRouter(prefix=API_PREFIX, responses=problems.ERROR_RESPONSES)
     for module in (
         domains,

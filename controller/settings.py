@@ -91,6 +91,28 @@ class Settings(BaseSettings):
     http_port: int = Field(
         default=80, description="Port of the ACME challenge responder (HTTP-01) in the container."
     )
+    api_max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=256 * 1024,
+        le=64 * 1024 * 1024,
+        description="Largest request body the API accepts, in bytes (413 beyond it, checked "
+        "before the body is read). The largest legitimate bodies are a custom certificate "
+        "upload (at most about 125 KB as JSON) and a settings change with a CA bundle.",
+    )
+    api_auth_failure_limit: int = Field(
+        default=20,
+        ge=1,
+        le=10_000,
+        description="Failed authentications (no, bad, expired or misplaced token) one "
+        "client address may cause within api_auth_failure_window; beyond that, its "
+        "requests without a valid token get 429 until the window has passed.",
+    )
+    api_auth_failure_window: int = Field(
+        default=600,
+        ge=10,
+        le=86_400,
+        description="Seconds over which failed authentications are counted per client.",
+    )
 
     # Peers, by their name on the network of each audience (compose.yaml): a service on
     # several networks is reached by the alias of the one network its listener binds to.

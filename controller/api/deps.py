@@ -9,10 +9,10 @@ from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 
+from controller.api.guard import NO_CREDENTIALS, PRINCIPAL
 from controller.domain.access import Context, Principal
 from controller.domain.errors import Unauthenticated
 from controller.domain.pagination import DEFAULT_LIMIT, MAX_LIMIT, PageRequest
-from controller.domain.tokens import authenticate
 
 _bearer = HTTPBearer(auto_error=False, description="A Mailyard API token: mailyard_<id>_<secret>")
 
@@ -27,15 +27,17 @@ SessionDep = Annotated[Session, Depends(get_session)]
 
 
 def get_principal(
-    session: SessionDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    request: Request,
+    # Declared for the OpenAPI schema (the docs' "Authorize" button) only: the token was
+    # checked by controller.api.guard before the body was read.
+    _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise Unauthenticated(
-            "send an API token as 'Authorization: Bearer <token>'; the first admin token is "
-            "printed by `docker compose exec controller mailyard admin-token`"
-        )
-    return authenticate(session, credentials.credentials)
+    state = request.scope.get("state") or {}
+    principal = state.get(PRINCIPAL)
+    if not isinstance(principal, Principal):
+        # Only the guard sets it; a route it does not cover fails closed.
+        raise Unauthenticated(NO_CREDENTIALS)
+    return principal
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

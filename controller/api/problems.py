@@ -59,23 +59,40 @@ def _documented(description: str) -> dict[str, Any]:
 
 # Declared on the API router so the OpenAPI schema shows the real error shape.
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: _documented("Missing, malformed, revoked or unknown bearer token."),
+    401: _documented(
+        "Missing, malformed, revoked, unknown or expired bearer token, or one used from "
+        "outside its client networks."
+    ),
     403: _documented("The token may not do this (read-only, not admin, other domain)."),
     404: _documented("No such object, or not visible to this token."),
     409: _documented("Clashes with existing data (duplicate, still in use)."),
     422: _documented(
         "A value is not acceptable; `detail` says which and why. Nothing was written."
     ),
+    413: _documented("The request body is over MAILYARD_API_MAX_BODY_BYTES (default 1 MiB)."),
+    429: _documented(
+        "Too many failed authentications from this client address; see Retry-After. "
+        "Requests with a valid token are not limited."
+    ),
     503: _documented("A service the request needs is down; nothing was changed. Retry."),
 }
 
 
-def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
     body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
     body["detail"] = detail
     body.update(extra)
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+    sent = dict(headers or {})
+    if status == 401:
+        sent["WWW-Authenticate"] = "Bearer"
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=sent or None)
 
 
 def _location(loc: tuple[Any, ...] | list[Any]) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -22,7 +22,7 @@ from controller.db.models import (
     Mailbox,
     RelayDomain,
 )
-from controller.domain import dkim, lists, pagination
+from controller.domain import dkim, lists, pagination, tokens
 from controller.domain.filter_policies import BANNED_CATEGORIES, FilterPolicy
 from controller.domain.quarantine import QuarantineEntry, ReleaseOutcome
 from controller.services.mailman import HeldMessage, ListMember
@@ -234,9 +234,32 @@ class TokenCreate(Request):
     domains: list[str] = Field(
         default_factory=list,
         max_length=1000,
-        description="Domains a non-admin token may act on.",
+        description="Domains a non-admin token may act on: hosted (or relay) domains "
+        "that exist now. The token is bound to them, not to their names: a domain "
+        "deleted and created again is no longer in its scope.",
     )
     read_only: bool = False
+    # strict=False: JSON has no date type, so the time arrives as an ISO 8601 string.
+    expires_at: datetime | None = Field(
+        default=None,
+        strict=False,
+        description="When the token stops working (ISO 8601; UTC unless it carries an "
+        "offset). At most ten years ahead. Or give expires_in_days.",
+        examples=["2027-06-30T00:00:00Z"],
+    )
+    expires_in_days: int | None = Field(
+        default=None,
+        description="Days from now until the token stops working (1-3650). Or give "
+        "expires_at; neither: it never expires.",
+        examples=[90],
+    )
+    networks: list[Annotated[str, Field(max_length=64)]] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Client networks (CIDR, or single addresses) the token may be used "
+        "from, as the controller sees the client's address; empty: any address.",
+        examples=[["203.0.113.0/24", "2001:db8::/48"]],
+    )
 
 
 class TokenPublic(BaseModel):
@@ -246,7 +269,10 @@ class TokenPublic(BaseModel):
     domains: list[str]
     read_only: bool
     created_at: datetime
-    last_used_at: datetime | None
+    expires_at: datetime | None = Field(description="UTC; null: never expires.")
+    networks: list[str] = Field(description="Client networks it may be used from; [] = any.")
+    last_used_at: datetime | None = Field(description="UTC, to the minute.")
+    last_used_from: str | None = Field(description="Client address of the last use.")
 
     @classmethod
     def of(cls, token: ApiToken) -> TokenPublic:
@@ -254,10 +280,13 @@ class TokenPublic(BaseModel):
             id=token.id,
             name=token.name,
             admin=token.is_admin,
-            domains=sorted(entry.domain for entry in token.domains),
+            domains=tokens.scope_names(token),
             read_only=token.read_only,
             created_at=token.created_at,
+            expires_at=token.expires_at,
+            networks=tokens.token_networks(token),
             last_used_at=token.last_used_at,
+            last_used_from=token.last_used_from,
         )
 
 

@@ -149,7 +149,8 @@ class RelayDomain(Base):
 
 
 class ApiToken(Base):
-    """A bearer token: admin or limited to domains, read-only or read-write.
+    """A bearer token: admin or limited to domains, read-only or read-write, optionally
+    with an expiry and a list of client networks it may be used from.
 
     Only a SHA-256 of the secret part is stored; the secret has 256 bits of entropy, so a
     slow hash would add nothing but latency.
@@ -165,24 +166,56 @@ class ApiToken(Base):
     read_only: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    # The client address of that last use, as the controller saw it (canonical text).
+    last_used_from: Mapped[str | None] = mapped_column(String(45), nullable=True)
+    # NULL: never expires. UTC, like every time here.
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    # Client networks the token may be used from: canonical CIDRs joined by commas,
+    # validated by controller.domain.tokens (at most 32); empty: any address.
+    networks: Mapped[str] = mapped_column(String(2000), default="", server_default="")
 
     domains: Mapped[list[ApiTokenDomain]] = relationship(
+        back_populates="token", cascade="all, delete-orphan", passive_deletes=True
+    )
+    relay_domains: Mapped[list[ApiTokenRelayDomain]] = relationship(
         back_populates="token", cascade="all, delete-orphan", passive_deletes=True
     )
 
 
 class ApiTokenDomain(Base):
-    """A domain a scoped token may act on. Names, not foreign keys: a token may be made
-    for a domain before it exists, and deleting a domain must not widen a token."""
+    """A hosted domain a scoped token may act on, bound to the domain's row, not its
+    name: deleting the domain deletes this row (ON DELETE CASCADE), so a domain created
+    again under the same name is outside every token made before."""
 
     __tablename__ = "api_token_domains"
 
     token_id: Mapped[int] = mapped_column(
         ForeignKey("api_tokens.id", ondelete="CASCADE"), primary_key=True
     )
-    domain: Mapped[str] = mapped_column(String(253), primary_key=True)
+    domain_id: Mapped[int] = mapped_column(
+        ForeignKey("domains.id", ondelete="CASCADE"), primary_key=True
+    )
 
     token: Mapped[ApiToken] = relationship(back_populates="domains")
+    # No back-reference on Domain: the database's cascade removes these rows, and the
+    # ORM must not try to null the key of rows it never loaded.
+    domain: Mapped[Domain] = relationship(lazy="joined")
+
+
+class ApiTokenRelayDomain(Base):
+    """A relay domain a scoped token may read, bound to its row like ApiTokenDomain."""
+
+    __tablename__ = "api_token_relay_domains"
+
+    token_id: Mapped[int] = mapped_column(
+        ForeignKey("api_tokens.id", ondelete="CASCADE"), primary_key=True
+    )
+    relay_domain_id: Mapped[int] = mapped_column(
+        ForeignKey("relay_domains.id", ondelete="CASCADE"), primary_key=True
+    )
+
+    token: Mapped[ApiToken] = relationship(back_populates="relay_domains")
+    relay_domain: Mapped[RelayDomain] = relationship(lazy="joined")
 
 
 class SystemState(Base):

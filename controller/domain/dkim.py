@@ -59,6 +59,12 @@ STATES = (ACTIVE, PUBLISHED, RETIRED)
 SELECTOR = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 SELECTOR_PREFIX = "mly"
 KEY_SUFFIX = ".key"
+# A rotation needs at most: the active key and its published successor for each type
+# (RSA, Ed25519), plus retired keys kept in DNS for a few days while signed mail is in
+# flight: about six. Ten leaves room for that and a slow clean-up, while a token that
+# may rotate (a scoped one too) cannot pile up key files, DNS records and RSA-4096
+# generations (seconds of CPU each) without limit.
+MAX_KEYS_PER_DOMAIN = 10
 
 
 # --- key material ------------------------------------------------------------------------
@@ -291,7 +297,22 @@ def rotate(ctx: Context, name: str, store: KeyStore, algorithm: str | None = Non
     ctx.principal.require_write()
     domain = _writable_domain(ctx, name)
     chosen = check_algorithm(algorithm or DEFAULT_ALGORITHM)
-    has_active = any(key.state == ACTIVE for key in _keys_of(ctx.session, domain))
+    keys = _keys_of(ctx.session, domain)
+    # Two rotations at the same moment may both pass this check: the cap is a guard
+    # against piling up, not an exact quota, so one key over is harmless.
+    if len(keys) >= MAX_KEYS_PER_DOMAIN:
+        retired = [key.selector for key in keys if key.state == RETIRED]
+        hint = (
+            f"delete retired keys first (DELETE /api/v1/domains/{domain.name}/dkim/"
+            f"{{selector}}; retired: {', '.join(retired)})"
+            if retired
+            else "activate one of the published keys and delete the keys it retires"
+        )
+        raise InvalidInput(
+            f"domain '{domain.name}' already has {len(keys)} DKIM keys, the most a domain "
+            f"may have ({MAX_KEYS_PER_DOMAIN}); {hint}"
+        )
+    has_active = any(key.state == ACTIVE for key in keys)
     return _create(ctx.session, domain, store, chosen, PUBLISHED if has_active else ACTIVE)
 
 

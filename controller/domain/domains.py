@@ -9,7 +9,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from sqlalchemy import Select, delete, func, select
 from sqlalchemy.exc import IntegrityError
 
-from controller.db.models import Alias, AliasDomain, Domain, DomainFilterPolicy, Mailbox
+from controller.db.models import (
+    Alias,
+    AliasDomain,
+    ApiTokenDomain,
+    Domain,
+    DomainFilterPolicy,
+    Mailbox,
+)
 from controller.domain.access import Context
 from controller.domain.errors import Conflict, InvalidInput, MailyardError, NotFound
 from controller.domain.namespace import ensure_domain_name_free
@@ -160,6 +167,9 @@ def delete_domain(
         delete(AliasDomain).where(AliasDomain.target_domain_id == domain.id),
         # Also ON DELETE CASCADE; explicit so it never depends on the engine's FK mode.
         delete(DomainFilterPolicy).where(DomainFilterPolicy.domain_id == domain.id),
+        # Out of every token's scope for good: a domain created again under this name
+        # is a new row that no old token names.
+        delete(ApiTokenDomain).where(ApiTokenDomain.domain_id == domain.id),
         delete(Domain).where(Domain.id == domain.id),
     ):
         session.execute(statement.execution_options(synchronize_session=False))

@@ -48,12 +48,22 @@ CipherGrade = Literal["high", "medium"]
 ClientTlsLevel = Literal["may", "encrypt", "dane", "verify", "secure"]
 PostscreenAction = Literal["ignore", "enforce", "drop"]
 SpfAction = Literal["reject", "tag", "off"]
-# A postscreen DNSBL site: zone, optional reply filter (127.0.0.2, 127.0.0.[2..11],
-# 127.0.0.[2;4]), optional integer weight. Lowercase; no commas, spaces or '$'.
+# A postscreen DNSBL site: zone, reply filter, optional integer weight. The filter is
+# four octets, each a number or a bracketed set of numbers and ranges (127.0.0.2,
+# 127.0.0.[2..11], 127.0.0.[2;4;10..11]). Lowercase; no commas, spaces or '$'.
+_DNSBL_ZONE = r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,62}"
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+_OCTET_RANGE = rf"{_OCTET}(?:\.\.{_OCTET})?"
+_OCTET_PATTERN = rf"(?:{_OCTET}|\[{_OCTET_RANGE}(?:;{_OCTET_RANGE})*\])"
+_DNSBL_WEIGHT = r"(?:\*-?[0-9]{1,3})?"
 _DNSBL_SITE = re.compile(
-    r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,62}"
-    r"(?:=[0-9.\[\];]{1,64})?(?:\*-?[0-9]{1,3})?"
+    rf"{_DNSBL_ZONE}={_OCTET_PATTERN}(?:\.{_OCTET_PATTERN}){{3}}{_DNSBL_WEIGHT}"
 )
+_DNSBL_SITE_WITHOUT_FILTER = re.compile(rf"{_DNSBL_ZONE}{_DNSBL_WEIGHT}")
+# mynetworks may relay anywhere without a login: a prefix shorter than this (0.0.0.0/0,
+# 0.0.0.0/1 + 128.0.0.0/1, ...) makes the server an open relay for a large part of the
+# Internet; no site trusts more than a /8 of clients.
+MIN_MYNETWORKS_PREFIX = 8
 
 DEFAULT_HOSTNAME = "mail.example.com"
 LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
@@ -128,7 +138,8 @@ class MailSettings(BaseModel):
         default=["127.0.0.0/8"],
         description="Networks trusted to relay without authentication (Postfix "
         "mynetworks), as CIDR. Keep it small: every address listed here may send mail "
-        "anywhere through this server.",
+        "anywhere through this server. Networks wider than a /8 (0.0.0.0/0, ...) are "
+        "refused: they would make it an open relay.",
     )
 
     # --- Limits ------------------------------------------------------------------------
@@ -269,8 +280,10 @@ class MailSettings(BaseModel):
     postscreen_dnsbl_sites: list[str] = Field(
         default=[],
         description="DNS blocklists postscreen asks about each new client on port 25, "
-        "each as zone[=reply filter]*weight, e.g. zen.spamhaus.org*3 or "
-        "bl.example.net=127.0.0.[2..11]*2. Empty: no DNSBL test. Public lists need a "
+        "each as zone=reply filter*weight, e.g. zen.spamhaus.org=127.0.0.[2..11]*3 or "
+        "bl.example.net=127.0.0.2*2. The reply filter is required: lists answer errors "
+        "(e.g. 127.255.255.254 to a refused resolver) with addresses too, which would "
+        "otherwise count every client as listed. Empty: no DNSBL test. Public lists need a "
         "resolver of your own (they refuse queries from big public resolvers).",
     )
     postscreen_dnsbl_threshold: int = Field(
@@ -519,11 +532,21 @@ class MailSettings(BaseModel):
     @classmethod
     def _dnsbl_sites(cls, values: list[str]) -> list[str]:
         for value in values:
-            if not _DNSBL_SITE.fullmatch(value):
+            if _DNSBL_SITE.fullmatch(value):
+                continue
+            if _DNSBL_SITE_WITHOUT_FILTER.fullmatch(value):
+                zone, _, weight = value.partition("*")
+                example = f"{zone}=127.0.0.[2..11]" + (f"*{weight}" if weight else "")
                 raise ValueError(
-                    f"{value!r} is not a DNSBL site: use zone[=reply filter]*weight, e.g. "
-                    "zen.spamhaus.org*3 or bl.example.net=127.0.0.[2..11]*2 (lowercase)"
+                    f"{value!r} needs a reply filter, e.g. {example!r} (the answers the "
+                    "list documents for 'listed'): without one, the list's error answers "
+                    "(127.255.255.x, e.g. when it refuses your resolver) would count every "
+                    "client as listed and turn away all mail"
                 )
+            raise ValueError(
+                f"{value!r} is not a DNSBL site: use zone=reply filter*weight, e.g. "
+                "zen.spamhaus.org=127.0.0.[2..11]*3 or bl.example.net=127.0.0.2 (lowercase)"
+            )
         return values
 
     @field_validator("origin")
@@ -540,6 +563,15 @@ class MailSettings(BaseModel):
                 network = ipaddress.ip_network(value.strip(), strict=True)
             except ValueError as exc:
                 raise ValueError(f"{value!r} is not a network in CIDR form ({exc})") from exc
+            if network.prefixlen < MIN_MYNETWORKS_PREFIX:
+                everything = "every address" if network.prefixlen == 0 else "a large part"
+                raise ValueError(
+                    f"{value!r} would let {everything} of the Internet send mail anywhere "
+                    "through this server without a login (an open relay); list only the "
+                    "networks of hosts you trust, e.g. 192.0.2.0/24, at most a "
+                    f"/{MIN_MYNETWORKS_PREFIX}, and let everyone else authenticate on 587 "
+                    "or 465"
+                )
             if network.version != 4:
                 raise ValueError(
                     f"{value!r}: Postfix here speaks IPv4 only (inet_protocols = ipv4)"

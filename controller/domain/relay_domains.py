@@ -6,10 +6,10 @@ the seed design; mail goes to `nexthop` when set, else to the domain's MX hosts.
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
-from controller.db.models import RelayDomain
+from controller.db.models import ApiTokenRelayDomain, RelayDomain
 from controller.domain.access import Context
 from controller.domain.errors import Conflict, InvalidInput, NotFound
 from controller.domain.namespace import ensure_domain_name_free
@@ -78,5 +78,9 @@ def delete_relay_domain(ctx: Context, name: str) -> None:
     ctx.principal.require_write()
     relay = _visible_relay_domain(ctx, name)
     ctx.principal.require_admin("delete relay domains")
+    # Also ON DELETE CASCADE; explicit so it never depends on the engine's FK mode.
+    ctx.session.execute(
+        delete(ApiTokenRelayDomain).where(ApiTokenRelayDomain.relay_domain_id == relay.id)
+    )
     ctx.session.delete(relay)
     ctx.session.commit()

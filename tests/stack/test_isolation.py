@@ -139,14 +139,15 @@ def test_no_internal_listener_answers_a_container_on_a_public_network(
     assert not full_stack.sink_contains("isolation-probe")
 
 
-def test_mailman_web_reaches_only_its_database_and_mailmans_rest_api(
+def test_mailman_web_reaches_only_its_database_mailmans_rest_api_and_its_mail_port(
     full_stack: Stack, mailbox: str
 ) -> None:
     # The public web application: if it were taken over, nothing of the mail path must
-    # answer it. It needs MariaDB (its own database) and Mailman's REST API (Postorius is
-    # a client of it, with its password): those two connect; see below what its database
-    # account may do.
-    needed = {"db:3306", "mailman-core:8001"}
+    # answer it. It needs MariaDB (its own database), Mailman's REST API (Postorius is a
+    # client of it, with its password) and its own mail listener (10028: account mail,
+    # held to 30 messages a minute with 5 recipients each): those connect; see below
+    # what its database account may do.
+    needed = {"db:3306", "mailman-core:8001", "postfix:10028"}
     web = ["docker", "exec", "-i", full_stack.container("mailman-web")]
     results = _probe_from(web, _attempts(full_stack, mailbox, skip=frozenset({"mailman-web"})))
 

@@ -50,8 +50,12 @@ _STATE_QUERIES = {
     "alias_destinations": "SELECT alias_id, address, position FROM alias_destinations",
     "alias_domains": "SELECT name, target_domain_id, active, updated_at FROM alias_domains",
     "relay_domains": "SELECT name, nexthop, active, updated_at FROM relay_domains",
-    "api_tokens": "SELECT id, key_id, secret_sha256, name, is_admin, read_only FROM api_tokens",
-    "api_token_domains": "SELECT token_id, domain FROM api_token_domains",
+    "api_tokens": (
+        "SELECT id, key_id, secret_sha256, name, is_admin, read_only, expires_at, networks "
+        "FROM api_tokens"
+    ),
+    "api_token_domains": "SELECT token_id, domain_id FROM api_token_domains",
+    "api_token_relay_domains": ("SELECT token_id, relay_domain_id FROM api_token_relay_domains"),
     "system_state": "SELECT key, value FROM system_state",
     "settings": "SELECT name, value FROM settings",
     "config_applies": "SELECT id, trigger, status, changes, services FROM config_applies",

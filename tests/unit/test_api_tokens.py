@@ -34,7 +34,9 @@ def test_create_admin_token_and_use_it(
     assert admin.get(f"{TOKENS}/{body['id']}").json()["last_used_at"] is not None
 
 
-def test_create_scoped_token_normalises_domains(admin: TestClient) -> None:
+def test_create_scoped_token_normalises_domains(admin: TestClient, make: Any) -> None:
+    make.domain("z.example")
+    make.domain("münchen.de")
     response = admin.post(
         TOKENS,
         json={"name": "panel", "domains": ["Z.example", "München.DE", "z.example"]},
@@ -43,8 +45,28 @@ def test_create_scoped_token_normalises_domains(admin: TestClient) -> None:
     body = response.json()
     assert body["admin"] is False
     assert body["domains"] == ["xn--mnchen-3ya.de", "z.example"]
-    # The domains need not exist yet: a token can be prepared for a new customer.
-    assert admin.get(f"{API}/domains").json()["total"] == 0
+    assert body["expires_at"] is None
+    assert body["networks"] == []
+    assert body["last_used_from"] is None
+
+
+def test_scoped_token_for_a_domain_that_does_not_exist_is_422_naming_it(
+    admin: TestClient, make: Any, problem: Problem, db_state: State
+) -> None:
+    make.domain("real.example")
+    body = {"name": "alias-target.example", "target_domain": "real.example"}
+    assert admin.post(f"{API}/alias-domains", json=body).status_code == 201
+    before = db_state()
+    response = admin.post(
+        TOKENS, json={"name": "panel", "domains": ["real.example", "ghost.example"]}
+    )
+    detail = problem(response, 422, detail_contains="'ghost.example'")["detail"]
+    assert "real.example'" not in detail.replace("'ghost.example'", "")
+    assert "POST /api/v1/domains" in detail
+    # An alias domain is named with its target, which is what a token can be bound to.
+    response = admin.post(TOKENS, json={"name": "panel", "domains": ["alias-target.example"]})
+    problem(response, 422, detail_contains="alias domain: name its target 'real.example'")
+    assert db_state() == before
 
 
 def test_each_token_is_different(admin: TestClient) -> None:
@@ -80,7 +102,10 @@ def test_bad_token_request_is_422_and_writes_nothing(
     assert db_state() == before
 
 
-def test_list_and_get_never_show_the_secret(admin: TestClient, admin_secret: str) -> None:
+def test_list_and_get_never_show_the_secret(
+    admin: TestClient, admin_secret: str, make: Any
+) -> None:
+    make.domain("a.example")
     created = admin.post(TOKENS, json={"name": "panel", "domains": ["a.example"]}).json()
     secret = created["token"]
     secret_part = secret.split("_", 2)[2]

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from controller import cli
 from controller.db.grants import grant_statements
-from controller.db.models import LoginBlock, utcnow
+from controller.db.models import Domain, LoginBlock, utcnow
 from controller.domain import blocks
 from controller.domain.access import Context, Principal
 from controller.domain.errors import Forbidden, InvalidInput, NotFound
@@ -194,6 +194,9 @@ def test_api_blocks_are_admin_only(
 ) -> None:
     add("192.0.2.7")
     with sessions() as session:
+        # A scoped token needs its domain to exist (its scope is the domain's row).
+        session.add(Domain(name="a.org"))
+        session.commit()
         scoped = issue_token(session, "scoped", is_admin=False, read_only=False, domains=["a.org"])
         reader = issue_token(session, "reader", is_admin=True, read_only=True)
     problem(client.get(f"{API}/blocks"), 401)

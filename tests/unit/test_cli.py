@@ -8,6 +8,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from controller import cli
@@ -170,6 +172,7 @@ def test_mailbox_passwd_and_delete(run: Run, stored_mailbox: Stored) -> None:
 def test_token_create_prints_a_working_scoped_token(
     run: Run, sessions: sessionmaker[Session]
 ) -> None:
+    assert run("domain", "add", "example.org")[0] == 0
     code, out, err = run("token", "create", "hosting panel", "--domain", "Example.ORG")
     assert code == 0
     secret = out.strip()
@@ -216,6 +219,56 @@ def test_invalid_token_exits_2(run: Run, args: tuple[str, ...]) -> None:
     assert out == ""
     assert err.startswith("mailyard: ")
     assert json.loads(run("token", "list", "--json")[1]) == []
+
+
+def test_token_create_with_expiry_and_networks(run: Run, app: FastAPI) -> None:
+    assert run("domain", "add", "example.org")[0] == 0
+    code, out, _ = run(
+        "token",
+        "create",
+        "panel",
+        "--domain",
+        "example.org",
+        "--expires-in-days",
+        "30",
+        "--network",
+        "203.0.113.0/24",
+        "--network",
+        "2001:db8::/48",
+    )
+    assert code == 0
+    secret = out.strip()
+    for address, status in (("203.0.113.9", 200), ("198.51.100.9", 401)):
+        client = TestClient(
+            app, client=(address, 40000), headers={"Authorization": f"Bearer {secret}"}
+        )
+        assert client.get("/api/v1/domains").status_code == status
+    code, out, _ = run("token", "list", "--json")
+    (listed,) = [t for t in json.loads(out) if t["name"] == "panel"]
+    assert listed["networks"] == "203.0.113.0/24,2001:db8::/48"
+    assert listed["expires"] != "never"
+    assert listed["last_used_from"] == "203.0.113.9"
+    assert listed["last_used"] != "never"
+    code, out, _ = run("token", "list")
+    assert "LAST_USED_FROM" in out.splitlines()[0]
+    assert "203.0.113.9" in out
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--network", "10.0.0.1/8"),
+        ("--network", "not-a-network"),
+        ("--expires-in-days", "0"),
+        ("--domain", "missing.example"),
+    ],
+)
+def test_token_create_refuses_bad_limits(run: Run, args: tuple[str, ...]) -> None:
+    scope = () if args[0] == "--domain" else ("--admin",)
+    code, out, err = run("token", "create", "panel", *scope, *args)
+    assert code == 2
+    assert out == ""
+    assert err.startswith("mailyard: ")
 
 
 def test_usage_errors_exit_2(run: Run) -> None:

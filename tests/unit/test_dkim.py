@@ -339,3 +339,22 @@ def test_read_only_tokens_read_but_never_change_keys(
 def test_unauthenticated_requests_are_refused(client: TestClient, problem: Problem) -> None:
     problem(client.get(f"{API}/domains/a.example/dkim"), 401)
     problem(client.get(f"{API}/domains/a.example/dns"), 401)
+
+
+def test_the_number_of_keys_per_domain_is_capped(
+    make: Any, admin: TestClient, problem: Problem, settings: Settings
+) -> None:
+    make.domain("a.example")  # comes with one active RSA key
+    rotate = f"{API}/domains/a.example/dkim/rotate"
+    ed25519 = {"algorithm": "ed25519"}  # fast to generate
+    selectors = [admin.post(rotate, json=ed25519).json()["selector"] for _ in range(9)]
+    assert len(_keys(admin)) == dkim.MAX_KEYS_PER_DOMAIN == 10
+    problem(admin.post(rotate, json=ed25519), 422, detail_contains="already has 10 DKIM keys")
+    problem(admin.post(rotate), 422, detail_contains="activate one of the published keys")
+    for selector in selectors[:2]:
+        assert admin.post(f"{API}/domains/a.example/dkim/{selector}/activate").status_code == 200
+    # The first one is retired now: the refusal names it as the one to delete.
+    problem(admin.post(rotate, json=ed25519), 422, detail_contains=f"retired: {selectors[0]}")
+    assert len(list((settings.resolved_dkim_dir() / "a.example").iterdir())) == 10
+    assert admin.delete(f"{API}/domains/a.example/dkim/{selectors[0]}").status_code == 204
+    assert admin.post(rotate, json=ed25519).status_code == 201

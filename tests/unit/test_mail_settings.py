@@ -648,8 +648,10 @@ def test_postscreen_lists_accept_what_postfix_documents() -> None:
     settings = build(
         {
             "postscreen_dnsbl_sites": [
-                "zen.spamhaus.org*3",
+                "zen.spamhaus.org=127.0.0.[2..11]*3",
                 "list.dnswl.org=127.0.[0..255].[1..3]*-2",
+                "bl.example.net=127.0.0.[2;4;10..11]",
+                "bl2.example.net=127.0.0.2",
             ],
             "postscreen_access_list": [{"network": "192.0.2.0/24", "action": "reject"}],
         },
@@ -713,3 +715,58 @@ def test_exempt_networks_are_normalised_and_may_be_ipv6() -> None:
         {},
     )
     assert settings.login_block_exempt_networks == ["198.51.100.0/24", "2001:db8::/32"]
+
+
+# --- input guards against self-inflicted harm --------------------------------------------
+@pytest.mark.parametrize(
+    ("site", "example"),
+    [
+        ("zen.spamhaus.org", "'zen.spamhaus.org=127.0.0.[2..11]'"),
+        ("zen.spamhaus.org*3", "'zen.spamhaus.org=127.0.0.[2..11]*3'"),
+        ("bl.example.net*-2", "'bl.example.net=127.0.0.[2..11]*-2'"),
+    ],
+)
+def test_dnsbl_sites_need_a_reply_filter(site: str, example: str) -> None:
+    message = _refused({"postscreen_dnsbl_sites": ["bl.example.org=127.0.0.2", site]})
+    assert message.startswith("postscreen_dnsbl_sites: "), message
+    assert "needs a reply filter" in message
+    assert example in message
+    assert "127.255.255" in message  # why: error answers would list every client
+
+
+@pytest.mark.parametrize(
+    "site",
+    [
+        "zen.spamhaus.org=",
+        "zen.spamhaus.org=127.0.0",
+        "zen.spamhaus.org=127.0.0.2.5",
+        "zen.spamhaus.org=127.0.0.256",
+        "zen.spamhaus.org=127.0.0.[2..]",
+        "zen.spamhaus.org=127.0.0.[]",
+        "zen.spamhaus.org=127.0.0.[2..11",
+        "zen.spamhaus.org=127.0.0.[2,4]",
+        "zen.spamhaus.org=127.0.0.*",
+        "zen.spamhaus.org=127.0.0.2*x",
+    ],
+)
+def test_malformed_reply_filters_are_refused(site: str) -> None:
+    message = _refused({"postscreen_dnsbl_sites": [site]})
+    assert "is not a DNSBL site" in message
+    assert "zen.spamhaus.org=127.0.0.[2..11]*3" in message
+
+
+@pytest.mark.parametrize("network", ["0.0.0.0/0", "::/0", "0.0.0.0/1", "128.0.0.0/1", "8.0.0.0/7"])
+def test_mynetworks_refuses_open_relay_networks(network: str) -> None:
+    message = _refused({"mynetworks": ["127.0.0.0/8", network]})
+    assert message.startswith("mynetworks: "), message
+    assert "open relay" in message
+    assert "192.0.2.0/24" in message  # an example of what to list instead
+    if network.endswith("/0"):
+        assert "every address of the Internet" in message
+
+
+def test_mynetworks_accepts_a_slash_8() -> None:
+    assert build({"mynetworks": ["127.0.0.0/8", "10.0.0.0/8"]}, {}).mynetworks == [
+        "127.0.0.0/8",
+        "10.0.0.0/8",
+    ]

@@ -21,6 +21,7 @@ TABLES = {
     "alias_domains",
     "aliases",
     "api_token_domains",
+    "api_token_relay_domains",
     "api_tokens",
     "config_applies",
     "dkim_keys",

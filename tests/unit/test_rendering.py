@@ -585,7 +585,10 @@ EVERY_SETTING_CHANGED: dict[str, Any] = {
     "mail_process_limit": 777,
     "max_userip_connections": 7,
     "smtp_listen_address": "192.0.2.10",
-    "postscreen_dnsbl_sites": ["zen.spamhaus.org*3", "list.dnswl.org=127.0.[0..255].[1..3]*-2"],
+    "postscreen_dnsbl_sites": [
+        "zen.spamhaus.org=127.0.0.[2..11]*3",
+        "list.dnswl.org=127.0.[0..255].[1..3]*-2",
+    ],
     "postscreen_dnsbl_threshold": 4,
     "postscreen_dnsbl_allowlist_threshold": -2,
     "postscreen_dnsbl_action": "drop",
@@ -689,7 +692,7 @@ def test_every_setting_reaches_main_cf_master_cf_or_dovecot_conf(settings: Setti
     assert main["postscreen_non_smtp_command_enable"] == "yes"
     assert main["postscreen_bare_newline_enable"] == "yes"
     assert main["postscreen_dnsbl_sites"] == (
-        "zen.spamhaus.org*3, list.dnswl.org=127.0.[0..255].[1..3]*-2"
+        "zen.spamhaus.org=127.0.0.[2..11]*3, list.dnswl.org=127.0.[0..255].[1..3]*-2"
     )
     assert main["postscreen_dnsbl_threshold"] == "4"
     assert main["postscreen_dnsbl_allowlist_threshold"] == "-2"

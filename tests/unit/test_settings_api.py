@@ -50,7 +50,8 @@ class Tokens:
 
 
 @pytest.fixture
-def tokens(admin: TestClient, client_for: Callable[[str], TestClient]) -> Tokens:
+def tokens(make: Any, admin: TestClient, client_for: Callable[[str], TestClient]) -> Tokens:
+    make.domain("a.example")  # a token is bound to a domain that exists
     requests = {
         "scoped": {"name": "scoped", "domains": ["a.example"]},
         "read_only": {"name": "read-only", "admin": True, "read_only": True},

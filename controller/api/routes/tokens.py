@@ -20,7 +20,14 @@ def list_tokens(ctx: ContextDep, page: PageDep) -> Page[TokenPublic]:
 @router.post("", status_code=status.HTTP_201_CREATED)
 def create_token(ctx: ContextDep, body: TokenCreate) -> TokenCreated:
     issued = tokens.create_token(
-        ctx, body.name, is_admin=body.admin, read_only=body.read_only, domains=body.domains
+        ctx,
+        body.name,
+        is_admin=body.admin,
+        read_only=body.read_only,
+        domains=body.domains,
+        expires_at=body.expires_at,
+        expires_in_days=body.expires_in_days,
+        networks=body.networks,
     )
     return TokenCreated(**TokenPublic.of(issued.token).model_dump(), token=issued.secret)
 

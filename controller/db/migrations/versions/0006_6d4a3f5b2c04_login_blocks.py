@@ -1,7 +1,7 @@
 """login blocks: failed logins per client address, written by Dovecot's auth policy server
 
 Revision ID: 6d4a3f5b2c04
-Revises: 4b2e1d3f0a02
+Revises: 5c3f2e4a1b03
 Create Date: 2026-12-01 10:00:00.000000
 
 The policy server in the Dovecot container (images/dovecot/auth_policy.py) counts failed
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "6d4a3f5b2c04"
-down_revision: str | None = "4b2e1d3f0a02"
+down_revision: str | None = "5c3f2e4a1b03"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
