@@ -165,6 +165,12 @@ class Settings(BaseSettings):
         description="How long the controller's start waits for Mailman's tables, so that "
         "Postfix starts with list routing on.",
     )
+    list_network: str | None = Field(
+        default=None,
+        description="CIDR of the stack's `lists` network (Postfix and Mailman core only): "
+        "OpenDKIM signs list mail that Mailman sends from there. Read from Docker when "
+        "unset (MAILYARD_LIST_NETWORK).",
+    )
     mailman_host: str = Field(
         default="mailman-lists",
         description="Where Postfix delivers list mail to Mailman's LMTP (the `lists` network).",
@@ -221,6 +227,17 @@ class Settings(BaseSettings):
         le=86400.0,
         description="Seconds between checks that every container runs the desired release.",
     )
+
+    @field_validator("list_network")
+    @classmethod
+    def _valid_network(cls, value: str | None) -> str | None:
+        # It goes into opendkim.conf: only a canonical IPv4 CIDR may pass.
+        if value is None:
+            return None
+        try:
+            return str(ipaddress.IPv4Network(value, strict=True))
+        except ValueError as exc:
+            raise ValueError(f"MAILYARD_LIST_NETWORK: {value!r} is not an IPv4 CIDR") from exc
 
     @field_validator("hostname")
     @classmethod

@@ -210,6 +210,7 @@ class ConfigEngine:
             stored = load_stored(session)
         old = build(stored, self.first_start_defaults())
         new = self._propose(stored, values or {}, replace=replace)
+        self._learn_list_network()
         releases = desired_releases(self.settings, new)
         redact = sorted(
             set(secret_values(self.settings, old) + secret_values(self.settings, new)),
@@ -371,6 +372,7 @@ class ConfigEngine:
 
     def _stage(self, target: MailSettings) -> list[ServiceRollout]:
         """Write the desired releases (not live) and work out which services need them."""
+        self._learn_list_network()
         releases = desired_releases(self.settings, target)
         rollouts = []
         for service in managed_services(self.settings):
@@ -613,6 +615,17 @@ class ConfigEngine:
             time.sleep(0.5)
 
     # --- containers --------------------------------------------------------------------
+
+    def _learn_list_network(self) -> None:
+        """OpenDKIM signs Mailman's list mail by its network (the `lists` network, whose
+        subnet Docker chose): read it once, when it is not configured."""
+        if self.settings.list_network is not None or self.runtime is None:
+            return
+        subnet = self.runtime.network_subnet("lists")
+        if subnet is None:
+            log.warning("the lists network is unknown: list mail will not be DKIM-signed")
+            return
+        self.settings.list_network = str(subnet)
 
     def _postfix_networks(self) -> list[tuple[str, ipaddress.IPv4Network]]:
         """The compose networks Postfix's containers are on (none without a runtime)."""

@@ -149,6 +149,7 @@ def desired_releases(settings: Settings, mail: MailSettings) -> dict[str, Releas
         amavis.SERVICE: amavis_context,
         postgrey.SERVICE: common,
         opendkim.SERVICE: opendkim.context(
+            list_network=settings.list_network,
             db_host=settings.db_host,
             db_port=settings.db_port,
             db_name=settings.db_name,

@@ -86,3 +86,7 @@ class Runtime(Protocol):
     def networks(self, replica: Replica) -> list[AttachedNetwork]:
         """The networks the container is on, with its address on each."""
         ...
+
+    def network_subnet(self, name: str) -> ipaddress.IPv4Network | None:
+        """The subnet of this stack's network `name` (compose.yaml), None if unknown."""
+        ...

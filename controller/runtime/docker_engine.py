@@ -141,6 +141,19 @@ class DockerRuntime:
         networks = sorted(self.networks(replica), key=lambda n: not n.name.endswith("_edge"))
         return [str(network.address.ip) for network in networks]
 
+    def network_subnet(self, name: str) -> ipaddress.IPv4Network | None:
+        # Compose names it <project>_<name> (v2 and 1.29 alike).
+        try:
+            attrs = self._client.api.inspect_network(f"{self.project}_{name}")
+        except (APIError, NotFound) as exc:
+            log.warning("cannot read the %s network of this stack: %s", name, exc)
+            return None
+        for config in (attrs.get("IPAM") or {}).get("Config") or []:
+            subnet = str(config.get("Subnet", ""))
+            if subnet and ":" not in subnet:
+                return ipaddress.IPv4Network(subnet)
+        return None
+
     def networks(self, replica: Replica) -> list[AttachedNetwork]:
         try:
             attrs = self._inspect(replica.name)

@@ -21,7 +21,7 @@ re-read the configuration without a restart), mailyard-opendkim-healthcheck (a m
 option negotiation on ports 8891 and 8892) and mailyard-activate.
 
 Template context (templates/opendkim/*.j2), see `context()`: listen_name, milter_port,
-milter_port_ed25519, internal_hosts (list of addresses/CIDR), originating_daemon, db_host,
+milter_port_ed25519, internal_hosts (list of addresses/CIDR), db_host,
 db_port, db_name, db_user, db_password.
 """
 
@@ -44,12 +44,10 @@ KEY_DIR = "/var/lib/mailyard-dkim"  # inside the opendkim container
 # (compose.yaml); the name maps to that address inside the container only
 # (images/common/bind-names.sh), and Postfix reaches every replica by it.
 LISTEN_NAME = "opendkim-milter"
-# Clients whose mail is signed without SMTP AUTH by address: only Postfix's own local
-# submissions (pickup, bounces). Authenticated senders are always signed.
+# Clients whose mail is signed without SMTP AUTH: Postfix's own local submissions
+# (pickup, bounces), and Mailman core on the `lists` network (list mail, Postfix's port
+# 10027; context()). Authenticated senders are always signed.
 DEFAULT_INTERNAL_HOSTS = ("127.0.0.1", "::1")
-# ...and by listener: Postfix names the listeners whose mail is ours to sign (587, 465,
-# Mailman's 10027, the web interface's 10028) with this {daemon_name} (master.cf).
-ORIGINATING_DAEMON = "ORIGINATING"
 
 TEMPLATES: tuple[TemplateFile, ...] = (
     TemplateFile("opendkim.conf.j2", "opendkim.conf", mode=0o640, gid=OPENDKIM_GID),
@@ -57,15 +55,17 @@ TEMPLATES: tuple[TemplateFile, ...] = (
 )
 
 
-def context(*, db_host: str, db_port: int, db_name: str, db_password: str) -> dict[str, Any]:
-    """The template context; desired.py passes the database location and the password
-    read from the secrets volume (`db-opendkim-password`)."""
+def context(
+    *, list_network: str | None, db_host: str, db_port: int, db_name: str, db_password: str
+) -> dict[str, Any]:
+    """The template context; desired.py passes the `lists` network (None when unknown:
+    list mail is then not signed, and the log says so), the database location and the
+    password read from the secrets volume (`db-opendkim-password`)."""
     return {
         "listen_name": LISTEN_NAME,
         "milter_port": MILTER_PORT,
         "milter_port_ed25519": MILTER_PORT_ED25519,
-        "internal_hosts": list(DEFAULT_INTERNAL_HOSTS),
-        "originating_daemon": ORIGINATING_DAEMON,
+        "internal_hosts": [*DEFAULT_INTERNAL_HOSTS, *([list_network] if list_network else [])],
         "db_host": db_host,
         "db_port": db_port,
         "db_name": db_name,

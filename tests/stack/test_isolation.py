@@ -250,13 +250,14 @@ def test_the_controller_runs_without_root_and_reaches_docker_only_through_the_fi
     stack: Stack,
 ) -> None:
     users = subprocess.run(
-        ["docker", "top", stack.container("controller"), "-eo", "uid,comm"],
+        # docker top needs the pid column to tell the container's processes apart.
+        ["docker", "top", stack.container("controller"), "-eo", "pid,uid,comm"],
         capture_output=True,
         text=True,
         check=True,
     ).stdout.splitlines()[1:]
     assert users
-    assert all(line.split()[0] == "990" for line in users), users
+    assert all(line.split()[1] == "990" for line in users), users
     # No Docker socket in the controller: only the filter's address.
     assert stack.exec("controller", "test", "-e", "/var/run/docker.sock", check=False).returncode
 

@@ -127,6 +127,9 @@ class FakeRuntime:
     def addresses(self, replica: Replica) -> list[str]:
         return [str(item.address.ip) for item in self.networks(replica)]
 
+    def network_subnet(self, name: str) -> ipaddress.IPv4Network | None:
+        return ipaddress.IPv4Network("10.203.6.0/24") if name == "lists" else None
+
     def exec(
         self,
         replica: Replica,

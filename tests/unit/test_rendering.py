@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from controller.domain.errors import InvalidInput
 from controller.domain.mail_settings import MIB, SETTING_NAMES, MailSettings, build
 from controller.engine.desired import desired_releases, secret_values
-from controller.services import amavis, dovecot, postfix, postgrey
+from controller.services import amavis, dovecot, opendkim, postfix, postgrey
 from controller.services.rendering import (
     MANIFEST,
     RELEASE_NAME,
@@ -814,15 +814,15 @@ def test_filter_chain_routes_mail_through_amavis_and_back(settings: Settings) ->
     assert "-o mynetworks=cidr:/run/mailyard/networks/postfix-filter.cidr" in reinject
     assert "-o smtpd_recipient_restrictions=permit_mynetworks,reject" in reinject
     assert "-o content_filter=\n" in reinject
-    # Both DKIM milters on both submission ports (after the sender milter), on Mailman's
-    # and on the web interface's; nothing leaves unsigned.
+    # Both DKIM milters on both submission ports (after the sender milter) and on
+    # Mailman's; nothing leaves unsigned. The web interface's mail is never signed.
     assert master.count("-o smtpd_milters=$mailyard_submission_milters") == 2
     assert main["mailyard_submission_milters"].endswith(
         "inet:opendkim-milter:8891, inet:opendkim-milter:8892"
     )
     milters = "-o smtpd_milters=inet:opendkim-milter:8891,inet:opendkim-milter:8892"
-    assert master.count(milters) == 2
-    assert master.count("-o milter_default_action=tempfail") == 4
+    assert master.count(milters) == 1
+    assert master.count("-o milter_default_action=tempfail") == 3
     # SPF is on by default and spawned by master.
     assert "argv=/usr/bin/policyd-spf /etc/mailyard/active/policyd-spf.conf" in master
 
@@ -893,7 +893,8 @@ def test_the_web_interfaces_mail_is_trusted_from_its_network_only_and_rate_limit
     assert "-o smtpd_client_event_limit_exceptions=\n" in web
     assert "-o smtpd_client_message_rate_limit=30\n" in web
     assert "-o smtpd_recipient_limit=5\n" in web
-    assert "-o milter_macro_daemon_name=ORIGINATING" in web
+    # Never signed: a taken-over web application gets no domain's DKIM signature.
+    assert "-o smtpd_milters=\n" in web
 
 
 def test_tls_never_offers_broken_suites_and_mandatory_ports_only_aead(settings: Settings) -> None:
@@ -1070,3 +1071,19 @@ def test_a_secret_with_quotes_cannot_break_the_policy_file(settings: Settings) -
     (settings.secrets_dir / "db-dovecot-password").write_text('p"a\\ss}\n')
     files = _files(_desired(settings)[dovecot.SERVICE])
     assert json.loads(files["auth-policy.json"])["database"]["password"] == 'p"a\\ss}'
+
+
+def test_opendkim_listens_on_the_milter_network_and_trusts_only_postfix_and_mailman(
+    settings: Settings,
+) -> None:
+    settings.list_network = "10.203.6.0/24"
+    files = _files(_desired(settings)[opendkim.SERVICE])
+    for name, port in (("opendkim.conf", 8891), ("opendkim-ed25519.conf", 8892)):
+        conf = files[name]
+        assert f"\nSocket                  inet:{port}@opendkim-milter\n" in conf
+        # Postfix itself, and Mailman core's network (list mail on 10027); nobody else
+        # gets mail signed without a login.
+        assert "\nInternalHosts           127.0.0.1,::1,10.203.6.0/24\n" in conf
+    settings.list_network = None
+    unknown = _files(_desired(settings)[opendkim.SERVICE])["opendkim.conf"]
+    assert "\nInternalHosts           127.0.0.1,::1\n" in unknown
