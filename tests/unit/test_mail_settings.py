@@ -7,6 +7,7 @@ here first, so that a setting can never add a line or a list element to a config
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -770,3 +771,17 @@ def test_mynetworks_accepts_a_slash_8() -> None:
         "127.0.0.0/8",
         "10.0.0.0/8",
     ]
+
+
+def test_clamd_takes_a_stream_as_large_as_the_largest_message_postfix_may_accept() -> None:
+    # Amavis streams each part to clamd (INSTREAM); clamd cuts off a longer stream.
+    conf = (Path(__file__).resolve().parents[2] / "images" / "clamav" / "clamd.conf").read_text()
+    (value,) = [line.split()[1] for line in conf.splitlines() if line.startswith("StreamMaxLength")]
+    units = {"K": 1024, "M": 1024**2, "G": 1024**3}
+    limit = int(value[:-1]) * units[value[-1]] if value[-1] in units else int(value)
+    largest = next(
+        constraint.le
+        for constraint in MailSettings.model_fields["message_size_limit"].metadata
+        if hasattr(constraint, "le")
+    )
+    assert limit >= largest
