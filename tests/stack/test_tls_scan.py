@@ -1,5 +1,6 @@
 """TLS that a scanner passes: testssl.sh (Debian's, scripts/install-testssl), bounded to
-protocols, cipher categories and vulnerabilities, against every TLS port of the stack.
+protocols, cipher categories and vulnerabilities, against every TLS port of the stack
+(the web interface's included).
 Nothing rated HIGH or CRITICAL anywhere, and no finding at all where TLS is mandatory.
 Port 25 also accepts the TLS 1.2 CBC suites for old senders (testssl rates that LOW:
 "obsoleted" ciphers, LUCKY13), because the alternative for them is plain text
@@ -29,6 +30,7 @@ PORTS = {
     "pop3s": None,
     "managesieve": "sieve",
     "https": None,
+    "web": None,  # the web interface (profile web)
 }
 # What port 25 may offer beyond the mandatory ports, and only at this rating.
 PORT_25_ALLOWED = {("cipherlist_OBSOLETED", "LOW"), ("LUCKY13", "LOW")}
@@ -65,7 +67,9 @@ def _scan(stack: Stack, port_name: str, starttls: str | None, workdir: Path) -> 
 
 
 @pytest.fixture(scope="module")
-def scans(stack: Stack) -> dict[str, list[dict]]:
+def scans(full_stack: Stack) -> dict[str, list[dict]]:
+    # The stack with every service: the web interface's port is one of the scanned.
+    stack = full_stack
     if not (TESTSSL / "usr" / "bin" / "testssl").exists():
         pytest.fail("testssl.sh is missing: scripts/test installs it (scripts/install-testssl)")
     with (
