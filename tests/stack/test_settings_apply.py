@@ -313,6 +313,9 @@ def test_mailyard_command_changes_settings_through_the_same_pipeline(
     assert "up to date" in stack.mailyard("config", "plan").stdout
     refused = stack.mailyard("settings", "set", "mynetworks=0.0.0.0/0,10.0.0.1/8", check=False)
     assert refused.returncode != 0
+    assert "0.0.0.0/0" in refused.stderr
+    refused = stack.mailyard("settings", "set", "mynetworks=127.0.0.0/8,10.0.0.1/8", check=False)
+    assert refused.returncode != 0
     assert "10.0.0.1/8" in refused.stderr
     assert "recipient_limit" in stack.mailyard("config", "applies").stdout
 
