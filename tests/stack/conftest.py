@@ -328,6 +328,18 @@ def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
         yield running
 
 
+@pytest.fixture
+def restore_settings(stack: Stack) -> Iterator[None]:
+    """Whatever settings a test changes on the shared stack are put back afterwards."""
+    before = stack.api("GET", "/settings").json()["settings"]
+    yield
+    now = stack.api("GET", "/settings").json()["settings"]
+    changed = {name: before[name] for name in before if now[name] != before[name]}
+    if changed:
+        response = stack.api("PATCH", "/settings", json=changed, timeout=180)
+        assert response.status_code == 200, response.text
+
+
 # The EICAR test file: every virus scanner detects it, and it is harmless.
 EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import smtplib
 import uuid
-from collections.abc import Iterator
 from email.message import EmailMessage
 from typing import Any
 
@@ -18,17 +17,6 @@ from conftest import PASSWORD, Stack
 from mailtools import imap_messages, insecure_tls, make_message, smtp_reply_code, wait_for
 
 OUTSIDE = "friend@remote.test"
-
-
-@pytest.fixture
-def restore_settings(stack: Stack) -> Iterator[None]:
-    before = stack.api("GET", "/settings").json()["settings"]
-    yield
-    now = stack.api("GET", "/settings").json()["settings"]
-    changed = {name: before[name] for name in before if now[name] != before[name]}
-    if changed:
-        response = stack.api("PATCH", "/settings", json=changed, timeout=180)
-        assert response.status_code == 200, response.text
 
 
 def _client(stack: Stack, port: str, login: str) -> smtplib.SMTP:

@@ -9,26 +9,13 @@ from __future__ import annotations
 import smtplib
 import subprocess
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
 from conftest import PASSWORD, Stack
 from mailtools import IdleSession, make_message, wait_for
 
 DEFAULT_SIZE = 50 * 1024 * 1024
-
-
-@pytest.fixture
-def restore_settings(stack: Stack) -> Iterator[None]:
-    before = stack.api("GET", "/settings").json()["settings"]
-    yield
-    now = stack.api("GET", "/settings").json()["settings"]
-    changed = {name: before[name] for name in before if now[name] != before[name]}
-    if changed:
-        response = stack.api("PATCH", "/settings", json=changed, timeout=180)
-        assert response.status_code == 200, response.text
 
 
 def _ehlo_size(stack: Stack, port_name: str) -> int:

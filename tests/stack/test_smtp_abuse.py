@@ -10,22 +10,10 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from conftest import PASSWORD, Stack
 from mailtools import imap_message_ids, make_message, wait_for
-
-
-@pytest.fixture
-def restore_settings(stack: Stack) -> Iterator[None]:
-    before = stack.api("GET", "/settings").json()["settings"]
-    yield
-    now = stack.api("GET", "/settings").json()["settings"]
-    changed = {name: before[name] for name in before if now[name] != before[name]}
-    if changed:
-        response = stack.api("PATCH", "/settings", json=changed, timeout=180)
-        assert response.status_code == 200, response.text
 
 
 def _patch(stack: Stack, **values: object) -> None:
