@@ -77,4 +77,11 @@ if [ -f "$dir/policyd-rate-limit.yaml" ]; then
     while IFS= read -r line; do echo "ERROR policyd-rate-limit.yaml: $line"; done <<<"$output"
   fi
 fi
+# 5. Every TCP listener must be one the master can open: `postfix check` accepts an
+# address this container does not have, and the reload would then stop the master and
+# cut every session (listen_check.py).
+if ! output=$(mailyard-postfix-listen-check "$dir"); then
+  status=1
+  printf '%s\n' "$output"
+fi
 exit $status

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 from conftest import PASSWORD, Stack
-from mailtools import IdleSession, make_message, wait_for
+from mailtools import IdleSession, imap_message_ids_bulk, make_message, wait_for
 
 DEFAULT_SIZE = 50 * 1024 * 1024
 
@@ -109,6 +109,77 @@ def test_open_sessions_survive_an_apply_and_their_mail_arrives(
     assert status == "OK"
     assert data[0].split(), "the paused SMTP session's mail is not there"
     idle.imap.logout()
+
+
+SESSIONS = 5
+MESSAGES_PER_SESSION = 60
+
+
+def test_no_session_fails_while_good_refused_and_unbindable_settings_are_applied(
+    stack: Stack, restore_settings: None
+) -> None:
+    # 300 messages over 5 SMTP sessions that stay open while three changes go through
+    # the pipeline: one that goes live, one Postfix refuses (an unknown restriction) and
+    # one it could not bind (an address the container does not have). The last used to
+    # pass `postfix check`, stop the master at its reload and cut every session.
+    domain = stack.new_domain("steady")
+    reader = stack.new_mailbox(domain, "reader")
+    # All 300 come from one client (the Docker gateway): above anvil's default 100 a
+    # minute, so the limit is raised first (open sessions keep the limit they started with).
+    raised = _patch(stack, {"client_message_rate_limit": 10_000})
+    assert raised.status_code == 200, raised.text
+    changes_done = threading.Event()
+    failures: list[str] = []
+    sent: list[str] = []
+    lock = threading.Lock()
+
+    def session(number: int) -> None:
+        try:
+            with stack.smtp() as client:
+                for index in range(MESSAGES_PER_SESSION):
+                    # The last message waits until every change was tried, so each
+                    # session is open (and busy) through all of them.
+                    if index == MESSAGES_PER_SESSION - 1:
+                        changes_done.wait(timeout=600)
+                    elif not changes_done.is_set():
+                        changes_done.wait(timeout=0.4)
+                    text, message_id = _message(reader, f"steady {number}/{index}")
+                    client.sendmail("someone@remote.test", [reader], text)
+                    with lock:
+                        sent.append(message_id)
+        except (smtplib.SMTPException, OSError) as exc:
+            with lock:
+                failures.append(f"session {number}: {exc!r}")
+
+    threads = [threading.Thread(target=session, args=(n,)) for n in range(SESSIONS)]
+    for thread in threads:
+        thread.start()
+    try:
+        good = _patch(stack, {"message_size_limit": 21 * 1024 * 1024})
+        refused = _patch(stack, {"recipient_restrictions": ["reject_mailyard_bogus"]})
+        unbindable = _patch(stack, {"smtp_listen_address": "192.0.2.44"})
+    finally:
+        changes_done.set()
+        for thread in threads:
+            thread.join(timeout=600)
+    assert failures == []
+    assert len(sent) == SESSIONS * MESSAGES_PER_SESSION
+    assert good.status_code == 200, good.text
+    assert refused.status_code == 422, refused.text
+    # Refused before it went live, in a sentence that says what to do.
+    assert unbindable.status_code == 422, unbindable.text
+    detail = unbindable.json()["detail"]
+    assert "cannot listen on 192.0.2.44" in detail, detail
+    assert "leave the listen address empty" in detail, detail
+    record = stack.api("GET", f"/config/applies/{unbindable.json()['apply_id']}").json()
+    assert record["status"] == "invalid"
+    mailbox = (stack.host, stack.ports["imaps"], reader, PASSWORD)
+    assert stack.api("GET", "/settings").json()["settings"]["smtp_listen_address"] == ""
+    wait_for(
+        "all 300 messages in the reader's INBOX",
+        lambda: set(sent) <= set(imap_message_ids_bulk(*mailbox)),
+        timeout=180,
+    )
 
 
 def test_unknown_restriction_is_refused_with_postfix_message_and_nothing_changes(
