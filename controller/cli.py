@@ -27,12 +27,17 @@ from controller.settings import Settings, get_settings
 @contextmanager
 def _context(settings: Settings) -> Iterator[Context]:
     from controller.db.session import make_engine, make_session_factory
-    from controller.wiring import credentials_changed_hook
+    from controller.runtime.docker_engine import connect
+    from controller.wiring import credentials_changed_hook, domains_changed_hook
+
+    def domains_changed() -> None:
+        # Docker is reached only when a domain changed, not for every command.
+        domains_changed_hook(connect(settings.compose_project))()
 
     engine = make_engine(settings.resolved_database_url())
     try:
         with make_session_factory(engine)() as session:
-            yield Context(session, SYSTEM, credentials_changed_hook(settings))
+            yield Context(session, SYSTEM, credentials_changed_hook(settings), domains_changed)
     finally:
         engine.dispose()
 
@@ -78,6 +83,7 @@ def cmd_serve(settings: Settings, _args: argparse.Namespace) -> int:
     from controller.db.session import make_engine, make_session_factory
     from controller.engine.apply import start_reconcile_loop
     from controller.engine.certificates import CertificateManager
+    from controller.engine.mail_status import MailStatusWatch
     from controller.engine.startup import prepare
     from controller.main import create_app
     from controller.wiring import (
@@ -85,6 +91,7 @@ def cmd_serve(settings: Settings, _args: argparse.Namespace) -> int:
         configure_logging,
         credentials_changed_hook,
         lists_backend,
+        mail_status_check,
     )
 
     configure_logging(settings)
@@ -96,12 +103,19 @@ def cmd_serve(settings: Settings, _args: argparse.Namespace) -> int:
     manager = CertificateManager(settings, config, config.runtime)
     manager.start_scheduler(settings.certificate_check_interval)
     _serve_port_80(settings, manager, config)
+    # A held queue (ClamAV without signatures, Amavis or Dovecot down) is logged, and
+    # shown by /healthz, GET /api/v1/status and `mailyard status`.
+    watch = MailStatusWatch(
+        mail_status_check(settings, sessions, config.runtime), settings.status_interval
+    )
+    watch.start()
     app = create_app(
         sessions,
         credentials_changed_hook(settings),
         config,
         manager,
         lists_backend=lists_backend(settings),
+        mail_status=watch,
     )
     _serve_https(settings, manager, app)
     uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_level=settings.log_level)
@@ -163,6 +177,34 @@ def cmd_healthcheck(settings: Settings, _args: argparse.Namespace) -> int:
     except (urllib.error.URLError, OSError) as exc:
         print(f"unhealthy: {exc}", file=sys.stderr)
         return 1
+
+
+def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    """Whether mail flows; exit 0 when it does, 1 when it is held or cannot be told."""
+    from controller.db.session import make_engine, make_session_factory
+    from controller.runtime.docker_engine import connect
+    from controller.wiring import mail_status_check
+
+    engine = make_engine(settings.resolved_database_url())
+    try:
+        check = mail_status_check(
+            settings, make_session_factory(engine), connect(settings.compose_project)
+        )
+        status = check()
+    finally:
+        engine.dispose()
+    if args.json:
+        print(json.dumps(status.view(), indent=2))
+        return 0 if status.state == "flowing" else 1
+    print(status.summary)
+    for problem in status.problems[1:]:
+        print(problem)
+    for service in status.services:
+        state = "ok" if service.healthy == service.replicas else service.detail
+        print(f"  {service.service:<9} {service.healthy}/{service.replicas} healthy  {state}")
+    if status.queue is not None:
+        print(f"  queue     {status.queue.messages} message(s), {status.queue.deferred} deferred")
+    return 0 if status.state == "flowing" else 1
 
 
 def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
@@ -691,6 +733,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("healthcheck", help="exit 0 if the API answers").set_defaults(
         handler=cmd_healthcheck
     )
+    status = commands.add_parser(
+        "status", help="whether mail flows; if it is held, why and what to do"
+    )
+    status.add_argument("--json", action="store_true", help="print JSON")
+    status.set_defaults(handler=cmd_status)
     commands.add_parser("migrate", help="apply database migrations").set_defaults(
         handler=cmd_migrate
     )

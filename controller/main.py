@@ -24,12 +24,15 @@ from controller.api.routes import (
     quarantine,
     relay_domains,
     settings,
+    status,
     tokens,
 )
 from controller.api.throttle import AuthFailureLimiter
 from controller.engine.apply import ConfigEngine
 from controller.engine.certificates import CertificateManager
+from controller.engine.mail_status import MailStatusWatch
 from controller.services.mailman import ListsBackend
+from controller.wiring import domains_changed_hook, mail_status_check
 
 API_PREFIX = "/api/v1"
 
@@ -40,6 +43,8 @@ def create_app(
     config: ConfigEngine,
     certificate_manager: CertificateManager | None = None,
     lists_backend: ListsBackend | None = None,
+    *,
+    mail_status: MailStatusWatch | None = None,
 ) -> FastAPI:
     """Build the app around a session factory and the credentials-changed hook.
 
@@ -57,8 +62,14 @@ def create_app(
     )
     app.state.sessions = sessions
     app.state.credentials_changed = credentials_changed
+    app.state.domains_changed = domains_changed_hook(config.runtime)
     app.state.config = config
     app.state.lists = lists_backend
+    # Started by `mailyard serve` (a thread); here it is read on demand.
+    app.state.mail_status = mail_status or MailStatusWatch(
+        mail_status_check(config.settings, sessions, config.runtime),
+        config.settings.status_interval,
+    )
     app.state.certificates = certificate_manager or CertificateManager(
         config.settings, config, config.runtime
     )
@@ -90,6 +101,7 @@ def create_app(
         quarantine,
         lists,
         blocks,
+        status,
     ):
         api.include_router(module.router)
     app.include_router(api)

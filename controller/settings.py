@@ -221,6 +221,13 @@ class Settings(BaseSettings):
         le=3600.0,
         description="Seconds between checks whether the certificate is due for renewal.",
     )
+    status_interval: float = Field(
+        default=30.0,
+        ge=5.0,
+        le=3600.0,
+        description="Seconds between checks whether mail is held (a filter, Dovecot or the "
+        "database down); a held queue is logged and shown by /healthz.",
+    )
     reconcile_interval: float = Field(
         default=60.0,
         ge=5.0,

@@ -5,11 +5,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from controller.engine.apply import ConfigEngine
 from controller.engine.desired import doveadm_api_key
+from controller.engine.mail_status import MailStatus, check_mail_status
+from controller.runtime import Runtime
 from controller.runtime.docker_engine import connect
+from controller.services import postfix
 from controller.services.dovecot import AuthCache
 from controller.services.mailman import MailmanClientBackend
 from controller.settings import Settings
@@ -25,6 +30,37 @@ def credentials_changed_hook(settings: Settings) -> Callable[[Sequence[str]], No
         cache.flush(addresses)
 
     return flush
+
+
+def domains_changed_hook(runtime: Runtime | None) -> Callable[[], None]:
+    """After a hosted, alias or relay domain changed: make every Postfix replica forget
+    how it classified recipient domains (controller.services.postfix)."""
+
+    def forget() -> None:
+        if runtime is None:
+            log.warning("no Docker engine: Postfix may refuse the changed domain for a few minutes")
+            return
+        postfix.forget_domain_classes(runtime)
+
+    return forget
+
+
+def mail_status_check(
+    settings: Settings, sessions: sessionmaker[Session], runtime: Runtime | None
+) -> Callable[[], MailStatus]:
+    """Whether mail flows, read now (controller.engine.mail_status)."""
+
+    def database_error() -> str | None:
+        try:
+            with sessions() as session:
+                session.execute(text("SELECT 1"))
+        except SQLAlchemyError as exc:
+            # The driver's first line only: no host names or SQL beyond it.
+            cause = getattr(exc, "orig", None) or exc
+            return (str(cause).splitlines() or ["no answer"])[0][:200]
+        return None
+
+    return lambda: check_mail_status(settings, runtime, database_error)
 
 
 def configure_logging(settings: Settings) -> None:

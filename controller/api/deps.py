@@ -45,7 +45,13 @@ PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 def get_context(request: Request, session: SessionDep, principal: PrincipalDep) -> Context:
     hook: Callable[[Sequence[str]], None] = request.app.state.credentials_changed
-    return Context(session=session, principal=principal, credentials_changed=hook)
+    domains_hook: Callable[[], None] = request.app.state.domains_changed
+    return Context(
+        session=session,
+        principal=principal,
+        credentials_changed=hook,
+        domains_changed=domains_hook,
+    )
 
 
 ContextDep = Annotated[Context, Depends(get_context)]

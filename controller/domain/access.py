@@ -56,11 +56,22 @@ def _ignore(_addresses: Sequence[str]) -> None:
     return None
 
 
+def _nothing() -> None:
+    return None
+
+
 @dataclass
 class Context:
-    """What every use-case needs: the unit of work, the caller, and a hook run after a
-    commit that changed credentials or mailbox state (Dovecot caches both)."""
+    """What every use-case needs: the unit of work, the caller, and the hooks run after a
+    commit that changed what a daemon caches:
+
+    - `credentials_changed`: credentials or mailbox state (Dovecot's auth cache);
+    - `domains_changed`: the hosted, alias or relay domains (Postfix's smtpd processes
+      remember how they classified each recipient address, so an address refused as
+      foreign before its domain existed would stay refused).
+    """
 
     session: Session
     principal: Principal
     credentials_changed: Callable[[Sequence[str]], None] = field(default=_ignore)
+    domains_changed: Callable[[], None] = field(default=_nothing)

@@ -57,6 +57,7 @@ def create_alias_domain(
     except IntegrityError as exc:
         ctx.session.rollback()
         raise Conflict(f"alias domain '{normalized}' already exists", field="name") from exc
+    ctx.domains_changed()
     return alias_domain
 
 
@@ -67,6 +68,8 @@ def update_alias_domain(ctx: Context, name: str, active: bool | None) -> AliasDo
     if active is not None:
         alias_domain.active = active
     ctx.session.commit()
+    if active is not None:
+        ctx.domains_changed()
     return alias_domain
 
 
@@ -76,3 +79,4 @@ def delete_alias_domain(ctx: Context, name: str) -> None:
     ctx.principal.require_admin("delete alias domains")
     ctx.session.delete(alias_domain)
     ctx.session.commit()
+    ctx.domains_changed()

@@ -100,6 +100,7 @@ def create_domain(ctx: Context, name: str, description: str = "", active: bool =
     except IntegrityError as exc:
         ctx.session.rollback()
         raise Conflict(f"domain '{normalized}' already exists", field="name") from exc
+    ctx.domains_changed()
     return domain
 
 
@@ -114,14 +115,17 @@ def update_domain(ctx: Context, name: str, changes: DomainChanges) -> Domain:
     domain = _visible_domain(ctx, name)
     ctx.principal.require_admin("change domains")
     affected: list[str] = []
+    active_changed = changes.active is not None and changes.active != domain.active
     if changes.description is not None:
         domain.description = check_text(changes.description, "description")
-    if changes.active is not None and changes.active != domain.active:
+    if changes.active is not None and active_changed:
         domain.active = changes.active
         affected = _mailbox_addresses(ctx, domain.id)
     ctx.session.commit()
     if affected:
         ctx.credentials_changed(affected)
+    if active_changed:
+        ctx.domains_changed()
     return domain
 
 
@@ -177,6 +181,7 @@ def delete_domain(
     session.expunge_all()
     if addresses:
         ctx.credentials_changed(addresses)
+    ctx.domains_changed()
     if lists is not None:
         try:  # tidy only: an empty Mailman domain left behind does no harm
             lists.remove_domain_if_empty(domain_name)

@@ -56,6 +56,7 @@ def create_relay_domain(
     except IntegrityError as exc:
         ctx.session.rollback()
         raise Conflict(f"relay domain '{normalized}' already exists", field="name") from exc
+    ctx.domains_changed()
     return relay
 
 
@@ -71,6 +72,8 @@ def update_relay_domain(
     if active is not None:
         relay.active = active
     ctx.session.commit()
+    if active is not None:
+        ctx.domains_changed()
     return relay
 
 
@@ -84,3 +87,4 @@ def delete_relay_domain(ctx: Context, name: str) -> None:
     )
     ctx.session.delete(relay)
     ctx.session.commit()
+    ctx.domains_changed()

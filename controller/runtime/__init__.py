@@ -44,6 +44,14 @@ class AttachedNetwork:
 
 
 @dataclass(frozen=True)
+class ContainerHealth:
+    """What the container's own health check last said (compose.yaml, the images)."""
+
+    status: str  # healthy, unhealthy, starting; "none" when the image has no check
+    output: str  # the check's last output, one line ("" before its first run)
+
+
+@dataclass(frozen=True)
 class ExecResult:
     exit_code: int
     output: str
@@ -78,6 +86,10 @@ class Runtime(Protocol):
         ...
 
     def start(self, replica: Replica) -> None: ...
+
+    def container_health(self, replica: Replica) -> ContainerHealth | None:
+        """The container's health check state, None if the container is gone."""
+        ...
 
     def addresses(self, replica: Replica) -> list[str]:
         """The container's IP addresses on its networks."""

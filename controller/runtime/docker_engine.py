@@ -22,7 +22,13 @@ from typing import Any
 import docker
 from docker.errors import APIError, DockerException, NotFound
 
-from controller.runtime import AttachedNetwork, ExecResult, Replica, RuntimeUnavailable
+from controller.runtime import (
+    AttachedNetwork,
+    ContainerHealth,
+    ExecResult,
+    Replica,
+    RuntimeUnavailable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +141,19 @@ class DockerRuntime:
             self._client.api.start(replica.name)
         except (APIError, NotFound) as exc:
             log.warning("cannot start %s: %s", replica.name, exc)
+
+    def container_health(self, replica: Replica) -> ContainerHealth | None:
+        try:
+            state = self._inspect(replica.name).get("State") or {}
+        except (APIError, NotFound):
+            return None
+        health = state.get("Health") or {}
+        runs = health.get("Log") or []
+        output = str(runs[-1].get("Output", "")) if runs else ""
+        lines = [line.strip() for line in output.splitlines() if line.strip()]
+        return ContainerHealth(
+            status=str(health.get("Status") or "none"), output=lines[-1] if lines else ""
+        )
 
     def addresses(self, replica: Replica) -> list[str]:
         # The public (edge) address first: the controller reads public ports there.

@@ -10,6 +10,7 @@ policyd-rate-limit on the spool socket ratelimit/policy (images/postfix/entrypoi
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from datetime import UTC, datetime, timedelta
@@ -17,6 +18,8 @@ from datetime import UTC, datetime, timedelta
 from controller.runtime import Replica, Runtime
 from controller.services.managed import ManagedService, Validation
 from controller.services.rendering import TemplateFile
+
+log = logging.getLogger(__name__)
 
 SERVICE = "postfix"
 POSTFIX_GID = 200
@@ -130,3 +133,26 @@ POSTFIX = ManagedService(
     # `timeout`: a check that hangs (e.g. a full listen queue) must not stall the gate.
     gate=("timeout", "10", "mailyard-postfix-healthcheck"),
 )
+
+
+def forget_domain_classes(runtime: Runtime) -> None:
+    """Called after a hosted, alias or relay domain was added, changed or removed.
+
+    Each smtpd process keeps how it classified every recipient address it saw (local,
+    virtual, relay or foreign: a 100-entry cache in Postfix's smtpd_resolve.c with no
+    expiry) for as long as it lives, which under steady traffic is many minutes. An
+    address refused with "Relay access denied" before its domain existed would stay
+    refused that long. A graceful `postfix reload` lets sessions in progress finish and
+    gives new connections fresh processes. Best effort: a replica that cannot be reached
+    is logged, and its processes age out on their own."""
+    for replica in runtime.replicas(SERVICE):
+        if not replica.running:
+            continue
+        result = runtime.exec(replica, ["postfix", "reload"])
+        if not result.ok:
+            log.warning(
+                "%s could not forget how it classified recipient domains (%s): a new "
+                "domain may be refused there until its smtpd processes are replaced",
+                replica.name,
+                result.output.strip()[-200:],
+            )

@@ -2,7 +2,8 @@
 # Runs clamd (and freshclam) for Mailyard.
 #   MAILYARD_FILTER=full (default): clamd on TCP 3310; no-clamav or off: idle.
 #   MAILYARD_CLAMAV_OFFLINE_SIGNATURES=DIR: copy the signature files of DIR (a mounted
-#     directory) into the database directory instead of running freshclam.
+#     directory) into the database directory instead of running freshclam; when DIR
+#     holds none, freshclam downloads them.
 # clamd starts only once a signature database exists: a clamd with no signatures would
 # report every message clean.
 set -euo pipefail
@@ -35,10 +36,17 @@ has_database() {
   return 1
 }
 
+# Why clamd is not running yet, for the health check (and so for `mailyard status`).
+status_file=/run/clamav/signatures-status
+say_status() { printf '%s\n' "$1" >"$status_file"; }
+
+# Offline signatures: the files of a mounted folder (compose.yaml mounts the host's
+# clamav-signatures/ folder, or MAILYARD_CLAMAV_SIGNATURES, there). With none in it,
+# freshclam downloads them.
 offline=${MAILYARD_CLAMAV_OFFLINE_SIGNATURES:-}
+copied=0
 if [ -n "$offline" ]; then
   [ -d "$offline" ] || { echo "MAILYARD_CLAMAV_OFFLINE_SIGNATURES=$offline is not a directory" >&2; exit 2; }
-  copied=0
   shopt -s nullglob
   for ext in "${patterns[@]}"; do
     for file in "$offline"/*."$ext"; do
@@ -47,10 +55,22 @@ if [ -n "$offline" ]; then
     done
   done
   shopt -u nullglob
+fi
+if [ "$copied" -gt 0 ]; then
   echo "offline signatures: copied $copied file(s) from $offline; freshclam is not run"
 else
   echo "updating signatures with freshclam"
-  freshclam --foreground --stdout || echo "freshclam failed (offline?); retrying in the background"
+  say_status "it has no virus signatures yet: freshclam is downloading them"
+  if ! freshclam --foreground --stdout >/tmp/freshclam.log 2>&1; then
+    cat /tmp/freshclam.log
+    # The last error freshclam gave, e.g. "Can't connect to port 443 of host
+    # database.clamav.net" or the CDN's 403/429 cool-down.
+    reason=$(grep -E 'ERROR|WARNING' /tmp/freshclam.log | tail -n 1 | sed -E 's/^[^:]*(ERROR|WARNING): *//' | cut -c1-160)
+    say_status "it has no virus signatures: freshclam could not download them (${reason:-no reason given}) and keeps trying"
+    echo "freshclam failed; it keeps trying in the background. Mail waits in Postfix's queue until clamd runs. Without internet: put signature files into clamav-signatures/ (MAILYARD_CLAMAV_SIGNATURES) and run 'docker compose up -d clamav', or set MAILYARD_FILTER=no-clamav and run 'docker compose up -d'."
+  else
+    cat /tmp/freshclam.log
+  fi
   # Daemon mode (`Checks` times a day, then a RELOAD for clamd), kept in the foreground of
   # a detached subshell: its parent is tini, not clamd, and it logs to the container.
   (freshclam --daemon --foreground --stdout </dev/null &)
@@ -58,12 +78,13 @@ fi
 
 waited=0
 until has_database; do
-  if [ $((waited % 30)) -eq 0 ]; then
-    echo "waiting for a signature database in $db before starting clamd (freshclam or offline signatures)"
+  if [ $((waited % 60)) -eq 0 ]; then
+    echo "no virus signatures in $db yet: clamd waits, and mail waits in Postfix's queue (nothing is lost)"
   fi
   sleep 1
   waited=$((waited + 1))
 done
+say_status "clamd is loading its virus signatures"
 echo "starting clamd on TCP 3310 with the signatures in $db"
 # clamd drops to User clamav itself (clamd.conf).
 exec clamd --foreground --config-file=/etc/clamav/clamd.conf

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import smtplib
+import uuid
 
 import pytest
 from conftest import PASSWORD, Stack
@@ -39,6 +40,29 @@ def test_mail_to_port_25_arrives_in_imaps_and_pop3s(stack: Stack) -> None:
     assert message["Message-ID"] in pop3_message_ids(
         stack.host, stack.ports["pop3s"], alice, PASSWORD
     )
+
+
+def test_an_address_refused_before_its_domain_existed_is_live_once_created(
+    stack: Stack,
+) -> None:
+    # Postfix's smtpd processes remember each recipient's class (foreign: "Relay access
+    # denied") for their lifetime; the controller makes them forget when a domain is
+    # added, so the README's "the moment the call returns" holds for this address too.
+    name = f"late-{uuid.uuid4().hex[:8]}.test"
+    alice = f"alice@{name}"
+    message = make_message("bob@sender.test", [alice], "to a domain created just now")
+    with stack.smtp() as client:
+        client.mail("bob@sender.test")
+        code, reply = client.rcpt(alice)
+        assert (code, b"Relay access denied" in reply) == (554, True), reply
+
+    assert stack.api("POST", "/domains", json={"name": name}).status_code == 201
+    created = stack.api("POST", "/mailboxes", json={"address": alice, "password": PASSWORD})
+    assert created.status_code == 201, created.text
+
+    with stack.smtp() as client:
+        assert client.send_message(message) == {}
+    stack.wait_for_delivery(alice, message["Message-ID"])
 
 
 def test_submission_on_587_relays_out_after_starttls_and_auth(stack: Stack) -> None:

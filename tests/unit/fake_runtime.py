@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from controller.runtime import AttachedNetwork, ExecResult, Replica
+from controller.runtime import AttachedNetwork, ContainerHealth, ExecResult, Replica
 from controller.services import dovecot, postfix
 from controller.services.managed import ACTIVATE, ACTIVE_LINK
 from controller.services.rendering import RELEASE_NAME, ReleaseStore
@@ -82,6 +82,11 @@ class FakeRuntime:
             for number in range(1, count + 1):
                 container = FakeContainer(service, number)
                 self.containers[container.name] = container
+        # What each container's health check says (container name -> report); healthy
+        # when absent.
+        self.health_reports: dict[str, ContainerHealth] = {}
+        # What `postqueue -j` prints in a Postfix container (None: not a command here).
+        self.queue_json: str | None = None
         # Every exec, in order: (container name, argv).
         self.calls: list[tuple[str, tuple[str, ...]]] = []
         # Behaviour the tests change:
@@ -154,6 +159,12 @@ class FakeRuntime:
     def start(self, replica: Replica) -> None:
         self._restart(self.containers[replica.name])
 
+    def container_health(self, replica: Replica) -> ContainerHealth | None:
+        container = self.containers.get(replica.name)
+        if container is None:
+            return None
+        return self.health_reports.get(container.name, ContainerHealth("healthy", "ok"))
+
     # --- what the tests look at ---------------------------------------------------------
     def container(self, service: str, number: int) -> FakeContainer:
         return self.containers[f"mailyard-{service}-{number}"]
@@ -187,6 +198,8 @@ class FakeRuntime:
             service.reload: self._reload,
             service.gate: self._gate,
         }
+        if command == ("postqueue", "-j") and self.queue_json is not None:
+            return ExecResult(0, self.queue_json)
         if command[0] == ACTIVATE:
             return self._activate(container, command[1:])
         if command in simple:
