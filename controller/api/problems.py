@@ -109,7 +109,7 @@ def install(app: FastAPI) -> None:
         )
         extra: dict[str, Any] = {"field": exc.field} if exc.field else {}
         extra.update(exc.extra)
-        return problem(status, title, exc.message, **extra)
+        return problem(status, title, exc.text("api"), **extra)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
