@@ -2,6 +2,11 @@
 
 It calls the same domain layer as the REST API (same validation, same rules) and acts
 as an admin: whoever can run it already controls the container and its database.
+
+Every failure ends in one line on standard error that says what to do, never a
+traceback: refusals of the domain layer in the command's own words (exit 2, naming
+`mailyard` commands, not API paths), an unreachable database (exit 1), anything
+unexpected as its type and message (exit 1; MAILYARD_DEBUG=1 shows the traceback).
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import os
 import sys
 import urllib.error
 import urllib.request
@@ -19,7 +25,7 @@ from typing import Any
 
 from controller.domain import domains, mailboxes, tokens
 from controller.domain.access import SYSTEM, Context
-from controller.domain.errors import MailyardError
+from controller.domain.errors import InvalidInput, MailyardError
 from controller.domain.pagination import MAX_LIMIT, PageRequest
 from controller.settings import Settings, get_settings
 
@@ -42,12 +48,30 @@ def _context(settings: Settings) -> Iterator[Context]:
         engine.dispose()
 
 
-def _read_password(from_stdin: bool) -> str:
+def _read_password(from_stdin: bool, command: str) -> str:
+    """The password from standard input (--password-stdin: its first line) or asked
+    twice on the terminal. Without a terminal (`docker compose exec -T`, a pipe, cron)
+    there is nobody to ask: say how to pass it instead of failing inside getpass.
+    `command` is what the user ran, e.g. "mailyard mailbox add a@example.org"."""
+    example = f"printf '%s\\n' \"$PASSWORD\" | {command} --password-stdin"
     if from_stdin:
-        return sys.stdin.readline().rstrip("\r\n")
-    first = getpass.getpass("Password: ")
-    if getpass.getpass("Repeat password: ") != first:
-        raise MailyardError("the passwords do not match")
+        line = sys.stdin.readline()
+        if not line:
+            raise InvalidInput(f"standard input is empty: write the password to it, e.g. {example}")
+        return line.rstrip("\r\n")
+    no_terminal = InvalidInput(
+        "no terminal to ask for the password: pass it on standard input with "
+        f"--password-stdin, e.g. {example}"
+    )
+    if not sys.stdin.isatty():
+        raise no_terminal
+    try:
+        first = getpass.getpass("Password: ")
+        again = getpass.getpass("Repeat password: ")
+    except EOFError:
+        raise no_terminal from None
+    if again != first:
+        raise InvalidInput("the passwords do not match; run the command again")
     return first
 
 
@@ -269,7 +293,7 @@ def cmd_domain_delete(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_mailbox_add(settings: Settings, args: argparse.Namespace) -> int:
-    password = _read_password(args.password_stdin)
+    password = _read_password(args.password_stdin, f"mailyard mailbox add {args.address}")
     with _context(settings) as ctx:
         mailbox = mailboxes.create_mailbox(ctx, args.address, password, args.quota_mb)
         print(f"added mailbox {mailbox.address} (quota {mailbox.quota_mb} MiB)")
@@ -287,7 +311,7 @@ def cmd_mailbox_list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_mailbox_passwd(settings: Settings, args: argparse.Namespace) -> int:
-    password = _read_password(args.password_stdin)
+    password = _read_password(args.password_stdin, f"mailyard mailbox passwd {args.address}")
     with _context(settings) as ctx:
         mailboxes.update_mailbox(ctx, args.address, mailboxes.MailboxChanges(password=password))
     print(f"changed the password of {args.address}")
@@ -393,7 +417,10 @@ def cmd_settings_set(settings: Settings, args: argparse.Namespace) -> int:
     for assignment in args.assignments:
         name, separator, raw = assignment.partition("=")
         if not separator:
-            raise MailyardError(f"'{assignment}' is not NAME=VALUE")
+            raise InvalidInput(
+                f"'{assignment}' is not NAME=VALUE: write each change as NAME=VALUE, "
+                "e.g. mailyard settings set mynetworks=127.0.0.0/8"
+            )
         values[name.strip()] = _setting_value(raw)
     for name in args.reset:
         values[name] = None
@@ -509,7 +536,9 @@ def cmd_list_create(settings: Settings, args: argparse.Namespace) -> int:
 
     name, at, domain = args.address.rpartition("@")
     if not at or not name or not domain:
-        raise MailyardError(f"'{args.address}' is not a list address such as team@example.org")
+        raise InvalidInput(
+            f"'{args.address}' is not a list address: give one such as team@example.org"
+        )
     values = lists.ListValues(
         name=name,
         display_name=args.display_name,
@@ -527,7 +556,7 @@ def cmd_list_create(settings: Settings, args: argparse.Namespace) -> int:
         try:
             config.ensure_list_routing()
         except MailyardError as exc:
-            print(f"warning: list routing is not on yet: {exc.message}", file=sys.stderr)
+            print(f"warning: list routing is not on yet: {exc.text('cli')}", file=sys.stderr)
     return 0
 
 
@@ -788,15 +817,47 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(text: str, limit: int = 300) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def _database_unreachable(exc: Exception) -> str:
+    reason = _one_line(str(getattr(exc, "orig", None) or exc).splitlines()[0], 160)
+    return (
+        f"cannot use the database ({reason}); check that the db service is up "
+        "(docker compose ps db) and retry"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; see the module's docstring for what failures look like."""
+    from sqlalchemy.exc import DBAPIError
+
     args = build_parser().parse_args(argv)
-    settings = get_settings()
     handler: Callable[[Settings, argparse.Namespace], int] = args.handler
     try:
-        return handler(settings, args)
+        return handler(get_settings(), args)
     except MailyardError as exc:
-        print(f"mailyard: {exc.message}", file=sys.stderr)
+        print(f"mailyard: {_one_line(exc.text('cli'), 2000)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("mailyard: interrupted", file=sys.stderr)
+        return 130
+    except DBAPIError as exc:
+        if os.environ.get("MAILYARD_DEBUG"):
+            raise
+        print(f"mailyard: {_database_unreachable(exc)}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        if os.environ.get("MAILYARD_DEBUG"):
+            raise
+        print(
+            f"mailyard: unexpected error ({type(exc).__name__}: {_one_line(str(exc), 200)}); "
+            "run it again with MAILYARD_DEBUG=1 for the details and report them",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

@@ -156,7 +156,7 @@ class ApiGuard:
             try:
                 principal: Principal = await run_in_threadpool(self._principal, token, host)
             except Unauthenticated as exc:
-                message = exc.message
+                message = exc.text("api")
             except SQLAlchemyError:
                 log.exception("authenticating an API request failed: database error")
                 return problem(

@@ -1,7 +1,16 @@
-"""Errors as RFC 9457 problem details (application/problem+json)."""
+"""Errors as RFC 9457 problem details (application/problem+json).
+
+Domain errors are rendered in the API's words (`MailyardError.text("api")`: a remedy is
+named as a request, e.g. POST /api/v1/domains). A body that cannot be read as JSON (not
+JSON, not UTF-8, another Content-Type, missing) is a 422 like every other unacceptable
+input, with one sentence that says to send JSON with Content-Type: application/json;
+FastAPI's own answers ("0: JSON decode error", 400 "There was an error parsing the
+body", "Input should be a valid dictionary") never reach a client.
+"""
 
 from __future__ import annotations
 
+from email.message import Message
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -67,7 +76,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     404: _documented("No such object, or not visible to this token."),
     409: _documented("Clashes with existing data (duplicate, still in use)."),
     422: _documented(
-        "A value is not acceptable; `detail` says which and why. Nothing was written."
+        "A value is not acceptable, or the body is not JSON sent with Content-Type: "
+        "application/json; `detail` says which and why. Nothing was written."
     ),
     413: _documented("The request body is over MAILYARD_API_MAX_BODY_BYTES (default 1 MiB)."),
     429: _documented(
@@ -95,6 +105,53 @@ def problem(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=sent or None)
 
 
+SEND_JSON = "send JSON with Content-Type: application/json"
+# What FastAPI raises (400) when a JSON body cannot even be decoded, e.g. is not UTF-8.
+_UNPARSABLE_BODY = "There was an error parsing the body"
+
+
+def _not_json(reason: str) -> JSONResponse:
+    return problem(
+        422, "Invalid input", f"the request body is not valid JSON: {reason}; {SEND_JSON}"
+    )
+
+
+def _is_json(content_type: str | None) -> bool:
+    if not content_type:
+        return False
+    message = Message()
+    message["content-type"] = content_type
+    subtype = message.get_content_subtype()
+    return message.get_content_maintype() == "application" and (
+        subtype == "json" or subtype.endswith("+json")
+    )
+
+
+def _body_problem(request: Request, exc: RequestValidationError) -> JSONResponse | None:
+    """The answer when the body as a whole could not be read as JSON, else None."""
+    for error in exc.errors():
+        loc = tuple(error.get("loc", ()))
+        if error.get("type") == "json_invalid":
+            reason = str(error.get("ctx", {}).get("error", "")) or "cannot be decoded"
+            position = loc[1] if len(loc) > 1 else None
+            where = f" at character {position}" if isinstance(position, int) else ""
+            return _not_json(f"{reason[:1].lower()}{reason[1:]}{where}")
+        if loc == ("body",) and error.get("type") == "missing":
+            return problem(422, "Invalid input", f"the request needs a body: {SEND_JSON}")
+    content_type = request.headers.get("content-type")
+    body_errors = [e for e in exc.errors() if tuple(e.get("loc", ()))[:1] == ("body",)]
+    if body_errors and not _is_json(content_type):
+        # FastAPI reads a body as JSON only when it is declared so; otherwise it
+        # validates the raw bytes and says "Input should be a valid dictionary".
+        said = f"Content-Type {content_type!r}" if content_type else "no Content-Type"
+        return problem(
+            422,
+            "Invalid input",
+            f"the request body was sent with {said}, so it was not read as JSON; {SEND_JSON}",
+        )
+    return None
+
+
 def _location(loc: tuple[Any, ...] | list[Any]) -> str:
     parts = [str(part) for part in loc if part not in ("body", "query", "path")]
     return ".".join(parts) or "request"
@@ -109,10 +166,13 @@ def install(app: FastAPI) -> None:
         )
         extra: dict[str, Any] = {"field": exc.field} if exc.field else {}
         extra.update(exc.extra)
-        return problem(status, title, exc.message, **extra)
+        return problem(status, title, exc.text("api"), **extra)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        body_problem = _body_problem(request, exc)
+        if body_problem is not None:
+            return body_problem
         errors = [
             {"field": _location(error.get("loc", ())), "message": str(error.get("msg", ""))}
             for error in exc.errors()
@@ -122,4 +182,12 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.detail == _UNPARSABLE_BODY:
+            cause = exc.__cause__
+            if isinstance(cause, UnicodeDecodeError):
+                return _not_json(
+                    f"it is not UTF-8 text (byte 0x{cause.object[cause.start]:02x} at "
+                    f"position {cause.start})"
+                )
+            return _not_json(type(cause).__name__ if cause else "it cannot be decoded")
         return problem(exc.status_code, str(exc.detail), str(exc.detail))

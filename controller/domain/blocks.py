@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from controller.db.models import LoginBlock, utcnow
 from controller.domain.access import Context
-from controller.domain.errors import InvalidInput, NotFound
+from controller.domain.errors import Action, InvalidInput, NotFound
 from controller.domain.pagination import Page, PageRequest, paginate
 
 # One IPv6 client usually holds a whole /64 (SLAAC, privacy addresses), so that is what
@@ -80,7 +80,10 @@ def lift_block(ctx: Context, address: str, *, now: datetime | None = None) -> st
     block = ctx.session.get(LoginBlock, key)
     moment = now or utcnow()
     if block is None or block.blocked_until is None or block.blocked_until <= moment:
-        raise NotFound(f"{key} is not blocked (GET /api/v1/blocks lists current blocks)")
+        raise NotFound(
+            f"{key} is not blocked; see which addresses are",
+            action=Action(api="GET /api/v1/blocks", cli="mailyard blocks list"),
+        )
     ctx.session.delete(block)
     ctx.session.commit()
     return key

@@ -41,7 +41,7 @@ from sqlalchemy.orm import Session
 
 from controller.db.models import DkimKey, Domain, utcnow
 from controller.domain.access import Context
-from controller.domain.errors import Conflict, InvalidInput, NotFound
+from controller.domain.errors import Action, Conflict, InvalidInput, NotFound
 from controller.domain.validation import normalize_domain
 from controller.services.rendering import hand_to_group
 
@@ -303,14 +303,16 @@ def rotate(ctx: Context, name: str, store: KeyStore, algorithm: str | None = Non
     if len(keys) >= MAX_KEYS_PER_DOMAIN:
         retired = [key.selector for key in keys if key.state == RETIRED]
         hint = (
-            f"delete retired keys first (DELETE /api/v1/domains/{domain.name}/dkim/"
-            f"{{selector}}; retired: {', '.join(retired)})"
+            f"delete retired keys first (retired: {', '.join(retired)})"
             if retired
             else "activate one of the published keys and delete the keys it retires"
         )
+        delete = f"DELETE /api/v1/domains/{domain.name}/dkim/{{selector}}"
         raise InvalidInput(
             f"domain '{domain.name}' already has {len(keys)} DKIM keys, the most a domain "
-            f"may have ({MAX_KEYS_PER_DOMAIN}); {hint}"
+            f"may have ({MAX_KEYS_PER_DOMAIN}); {hint}",
+            # DKIM keys are managed through the API only: the command has no DKIM actions.
+            action=Action(api=delete, cli=f"{delete} through the API") if retired else None,
         )
     has_active = any(key.state == ACTIVE for key in keys)
     return _create(ctx.session, domain, store, chosen, PUBLISHED if has_active else ACTIVE)

@@ -18,7 +18,7 @@ from controller.db.models import (
     Mailbox,
 )
 from controller.domain.access import Context
-from controller.domain.errors import Conflict, InvalidInput, MailyardError, NotFound
+from controller.domain.errors import Action, Conflict, InvalidInput, MailyardError, NotFound
 from controller.domain.namespace import ensure_domain_name_free
 from controller.domain.pagination import Page, PageRequest, paginate
 from controller.domain.validation import check_text, normalize_domain
@@ -62,8 +62,9 @@ def require_hosted_domain(ctx: Context, name: str, field: str) -> Domain:
             field=field,
         )
     raise InvalidInput(
-        f"domain '{name}' is not hosted here; create it first (POST /api/v1/domains)",
+        f"domain '{name}' is not hosted here; create it first",
         field=field,
+        action=Action(api="POST /api/v1/domains", cli=f"mailyard domain add {name}"),
     )
 
 
@@ -186,7 +187,7 @@ def delete_domain(
         try:  # tidy only: an empty Mailman domain left behind does no harm
             lists.remove_domain_if_empty(domain_name)
         except MailyardError as exc:
-            log.warning("could not remove domain %s from Mailman: %s", domain_name, exc.message)
+            log.warning("could not remove domain %s from Mailman: %s", domain_name, exc)
 
 
 def _refuse_while_lists_exist(domain: str, lists: ListsBackend | None) -> None:
@@ -203,9 +204,10 @@ def _refuse_while_lists_exist(domain: str, lists: ListsBackend | None) -> None:
     if addresses:
         shown = ", ".join(addresses[:5]) + (", ..." if len(addresses) > 5 else "")
         raise Conflict(
-            f"domain '{domain}' still has {len(addresses)} mailing list(s): {shown}; delete "
-            "them first (DELETE /api/v1/lists/{address}); cascade=true does not delete "
-            "mailing lists"
+            f"domain '{domain}' still has {len(addresses)} mailing list(s): {shown}; "
+            "deleting a domain with its mailboxes and aliases does not delete mailing "
+            "lists, delete them first",
+            action=Action(api="DELETE /api/v1/lists/{address}", cli="mailyard list delete ADDRESS"),
         )
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, get_origin
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -28,7 +28,7 @@ from pydantic import (
     model_validator,
 )
 
-from controller.domain.errors import InvalidInput
+from controller.domain.errors import Action, InvalidInput
 from controller.domain.validation import normalize_domain, normalize_nexthop
 
 MIB = 1024 * 1024
@@ -523,6 +523,20 @@ class MailSettings(BaseModel):
         "address. Each address listed here can guess passwords without limit.",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _single_values_as_lists(cls, data: Any) -> Any:
+        """A single value where a list is expected is a list of one: mynetworks given as
+        "127.0.0.0/8" means ["127.0.0.0/8"] (API and command alike). Only the wrapping
+        is lenient: each element is then validated as if it had come in a list, so a
+        value with a comma, newline or quote is refused as before, not split."""
+        if not isinstance(data, Mapping):
+            return data
+        return {
+            name: [value] if name in _LIST_SETTINGS and isinstance(value, str | Mapping) else value
+            for name, value in data.items()
+        }
+
     @field_validator("hostname")
     @classmethod
     def _hostname(cls, value: str) -> str:
@@ -735,6 +749,14 @@ class MailSettings(BaseModel):
         return self
 
 
+# The settings whose value is a list (mynetworks, helo_restrictions, ...).
+_LIST_SETTINGS = frozenset(
+    name
+    for name, field in MailSettings.model_fields.items()
+    if get_origin(field.annotation) is list
+)
+
+
 def refuse_trusting_stack_networks(
     mynetworks: Sequence[str], attached: Sequence[tuple[str, ipaddress.IPv4Network]]
 ) -> None:
@@ -759,6 +781,8 @@ def refuse_trusting_stack_networks(
 
 
 SECRET_SETTINGS = frozenset({"relayhost_password"})
+# Where a person finds the settings' names, for a message about a name that is not one.
+SEE_SETTINGS = Action(api="GET /api/v1/settings/schema", cli="mailyard settings show")
 SETTING_NAMES = tuple(MailSettings.model_fields)
 
 
@@ -776,7 +800,7 @@ def describe_validation_error(error: ValidationError) -> str:
         location = ".".join(str(part) for part in item["loc"]) or "settings"
         message = str(item["msg"]).removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
-            message = "is not a Mailyard setting (GET /api/v1/settings/schema lists them)"
+            message = "is not a Mailyard setting"
         parts.append(f"{location}: {message}")
     # Refused values are quoted in the messages; keep control characters from them out
     # of the one line a person (or a log) gets.
@@ -788,7 +812,11 @@ def build(stored: Mapping[str, Any], defaults: Mapping[str, Any]) -> MailSetting
     try:
         return MailSettings.model_validate({**defaults, **stored})
     except ValidationError as exc:
-        raise InvalidInput(describe_validation_error(exc)) from exc
+        unknown = any(item["type"] == "extra_forbidden" for item in exc.errors())
+        raise InvalidInput(
+            describe_validation_error(exc) + ("; see the valid names" if unknown else ""),
+            action=SEE_SETTINGS if unknown else None,
+        ) from exc
 
 
 def public_values(settings: MailSettings) -> dict[str, Any]:

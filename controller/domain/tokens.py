@@ -34,7 +34,7 @@ from controller.db.models import (
     utcnow,
 )
 from controller.domain.access import Context, Principal
-from controller.domain.errors import InvalidInput, NotFound, Unauthenticated
+from controller.domain.errors import Action, InvalidInput, NotFound, Unauthenticated
 from controller.domain.pagination import Page, PageRequest, paginate
 from controller.domain.validation import check_text, normalize_domain
 
@@ -164,11 +164,15 @@ def _scope_rows(session: Session, names: Sequence[str]) -> tuple[list[Domain], l
             for name in missing[:10]
         ]
         more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+        plain = [name for name in missing if name not in aliases]
         raise InvalidInput(
             f"a token can only be limited to domains hosted here (or relay domains); not "
-            f"found: {', '.join(described)}{more}. Create the domain first "
-            "(POST /api/v1/domains), then the token",
+            f"found: {', '.join(described)}{more}. Create the domain first, then the token",
             field="domains",
+            action=Action(
+                api="POST /api/v1/domains",
+                cli=f"mailyard domain add {plain[0] if len(plain) == 1 else 'NAME'}",
+            ),
         )
     return hosted, relays
 
@@ -261,7 +265,8 @@ def _check_use(token: ApiToken, client: IpAddress | None, host: str | None, now:
     if token.expires_at is not None and now >= token.expires_at:
         raise Unauthenticated(
             f"this token expired at {token.expires_at:%Y-%m-%d %H:%M} UTC; an admin can "
-            "create a new one (POST /api/v1/tokens or `mailyard token create`)"
+            "create a new one",
+            action=Action(api="POST /api/v1/tokens", cli="mailyard token create NAME"),
         )
     if not token.networks:
         return

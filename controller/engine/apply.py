@@ -306,18 +306,16 @@ class ConfigEngine:
                 log.warning(
                     "apply %d cannot be finished (%s); restoring the settings before it",
                     apply_id,
-                    exc.message,
+                    exc,
                 )
                 with self.sessions.begin() as session:
                     save_stored(session, previous)
                 try:
                     self._reconcile_locked("recovery")
                 except InvalidInput as undo_error:
-                    self._finish(
-                        apply_id, "failed", error=f"{exc.message}; undo: {undo_error.message}"
-                    )
+                    self._finish(apply_id, "failed", error=f"{exc}; undo: {undo_error}")
                     continue
-                self._finish(apply_id, "undone_after_restart", error=exc.message)
+                self._finish(apply_id, "undone_after_restart", error=str(exc))
             else:
                 self._finish(apply_id, "completed_after_restart")
 

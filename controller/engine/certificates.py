@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from controller.domain.errors import MailyardError, Unavailable
+from controller.domain.errors import Action, MailyardError, Unavailable
 from controller.domain.mail_settings import MailSettings
 from controller.engine.apply import ConfigEngine
 from controller.runtime import Runtime
@@ -147,7 +147,11 @@ class CertificateManager:
         mail = self.config.current_settings()
         if not mail.acme_enabled:
             raise Unavailable(
-                "ACME is off: set acme_enabled (PATCH /api/v1/settings) to get a certificate"
+                "ACME is off; turn it on to get a certificate",
+                action=Action(
+                    api='PATCH /api/v1/settings {"acme_enabled": true}',
+                    cli="mailyard settings set acme_enabled=true",
+                ),
             )
         if not self._lock.acquire(timeout=300):
             raise Unavailable("a certificate renewal is already running; retry shortly")
@@ -170,7 +174,7 @@ class CertificateManager:
             self._deploy(issued.key_pem, issued.fullchain_pem, info, actor)
             suggested = session.suggested_renewal(issued.fullchain_pem)
         except Exception as exc:  # any failure must back off, never retry at once
-            message = exc.message if isinstance(exc, AcmeFailure | MailyardError) else repr(exc)
+            message = str(exc) if isinstance(exc, AcmeFailure | MailyardError) else repr(exc)
             failures = int(state.get("failures", 0)) + 1
             retry = self.clock() + BACKOFF[min(failures, len(BACKOFF)) - 1]
             state.update(failures=failures, last_error=message, retry_at=_iso(retry))
@@ -279,7 +283,7 @@ class CertificateManager:
                     if self.config.current_settings().acme_enabled and self.due():
                         self.renew(actor="renewal scheduler")
                 except MailyardError as exc:
-                    log.warning("certificate renewal: %s", exc.message)
+                    log.warning("certificate renewal: %s", exc)
                 except Exception:
                     log.exception("certificate renewal crashed; retrying in %.0fs", interval)
 

@@ -95,7 +95,7 @@ def prepare(
     try:
         outcome = config.reconcile(trigger="startup")
     except MailyardError as exc:
-        log.warning("start-up reconcile failed, services stay on their releases: %s", exc.message)
+        log.warning("start-up reconcile failed, services stay on their releases: %s", exc)
         return
     if outcome is not None:
         log.info("start-up apply %s: %s", outcome["id"], outcome["status"])

@@ -104,7 +104,9 @@ INJECTIONS = [
     ("mynetworks", ["hash:/etc/postfix/network_table"]),
     ("mynetworks", ["$mynetworks"]),
     ("mynetworks", []),
-    ("mynetworks", "127.0.0.0/8"),  # a list, not a string Postfix would split
+    # A single string is a list of one (see test_user_language.py), never split.
+    ("mynetworks", "127.0.0.0/8 10.0.0.0/8"),
+    ("mynetworks", "127.0.0.0/8,10.0.0.0/8"),
     # Limits
     ("message_size_limit", MIB - 1),
     ("message_size_limit", 2048 * MIB),
@@ -402,8 +404,9 @@ def test_validation_error_is_one_readable_line_naming_every_setting() -> None:
     }
     assert "Value error, " not in line
     assert "is not a duration such as 300s" in line
-    # `build` raises the same line as InvalidInput (422 at the API).
-    assert _refused(values) == line
+    # `build` raises the same line as InvalidInput (422 at the API), and for an unknown
+    # name says where the valid names are (in the reader's terms: SEE_SETTINGS).
+    assert _refused(values) == line + "; see the valid names"
 
 
 @pytest.mark.parametrize(
@@ -594,7 +597,7 @@ def test_acme_key_types(key_type: str) -> None:
         ("acme_key_type", "RSA-2048"),
         ("acme_enabled", "true"),
         ("acme_enabled", 1),
-        ("certificate_extra_names", "autoconfig.example.org"),
+        ("certificate_extra_names", "a.example.org b.example.org"),  # one name, not split
         ("certificate_extra_names", ["autoconfig.example.org\nevil.example"]),
         ("certificate_extra_names", ["*.example.org"]),
         ("certificate_extra_names", ["autoconfig"]),
@@ -692,7 +695,7 @@ LOGIN_BLOCK_REFUSALS = [
     ("login_block_exempt_networks", ["10.0.0.1/8"]),
     ("login_block_exempt_networks", ['10.0.0.0/8", "0.0.0.0/0']),
     ("login_block_exempt_networks", ["webmail.example.org"]),
-    ("login_block_exempt_networks", "10.0.0.0/8"),
+    ("login_block_exempt_networks", "10.0.0.0/8 192.0.2.0/24"),
     ("login_block_exempt_networks", [f"10.0.{n}.0/24" for n in range(101)]),
 ]
 

@@ -130,7 +130,8 @@ def test_an_expired_token_is_refused_and_says_so(
             {"at": utcnow() - timedelta(seconds=1), "id": token["id"]},
         )
     detail = problem(panel.get(f"{API}/domains"), 401, detail_contains="expired")["detail"]
-    assert "mailyard token create" in detail
+    assert "an admin can create a new one: POST /api/v1/tokens" in detail
+    assert "mailyard" not in detail  # the API names API requests, not commands
     problem(panel.post(f"{API}/domains", json={"name": "late.example"}), 401)
     assert admin.get(f"{API}/domains").json()["total"] == 0
     # Someone without the secret learns nothing about the expiry.
