@@ -114,6 +114,7 @@ def cmd_serve(settings: Settings, _args: argparse.Namespace) -> int:
         config_engine,
         configure_logging,
         credentials_changed_hook,
+        flush_queue_hook,
         lists_backend,
         mail_status_check,
     )
@@ -130,7 +131,9 @@ def cmd_serve(settings: Settings, _args: argparse.Namespace) -> int:
     # A held queue (ClamAV without signatures, Amavis or Dovecot down) is logged, and
     # shown by /healthz, GET /api/v1/status and `mailyard status`.
     watch = MailStatusWatch(
-        mail_status_check(settings, sessions, config.runtime), settings.status_interval
+        mail_status_check(settings, sessions, config.runtime),
+        settings.status_interval,
+        on_flowing_again=flush_queue_hook(config.runtime),
     )
     watch.start()
     app = create_app(

@@ -63,6 +63,13 @@ def mail_status_check(
     return lambda: check_mail_status(settings, runtime, database_error)
 
 
+def flush_queue_hook(runtime: Runtime | None) -> Callable[[], None] | None:
+    """Deliver held mail at once when it can flow again (controller.services.postfix)."""
+    if runtime is None:
+        return None
+    return lambda: postfix.flush_queue(runtime)
+
+
 def configure_logging(settings: Settings) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(),

@@ -68,9 +68,9 @@ _REFUSED = "Mail is not accepted for now, not lost (senders get 'try again later
 def _clamav_problem(detail: str, count: str) -> str:
     return (
         f"{_HELD.format(count=count)}: ClamAV cannot scan because {detail}; wait for "
-        "freshclam, or on a host without internet put signature files into "
-        "clamav-signatures/ and run `docker compose up -d clamav`, or set "
-        "MAILYARD_FILTER=no-clamav and run `docker compose up -d`."
+        "freshclam, or on a host without internet put signature files into the "
+        "clamav-signatures/ folder (taken at once), or set MAILYARD_FILTER=no-clamav and "
+        "run `docker compose up -d`."
     )
 
 
@@ -215,17 +215,23 @@ def check_mail_status(
 class MailStatusWatch:
     """Checks every `interval` seconds in a thread; logs a warning when mail becomes held
     (and again every `repeat` seconds while it stays held) and when it flows again.
-    /healthz shows the latest result."""
+    /healthz shows the latest result.
+
+    When held mail can flow again, `on_flowing_again` runs (the controller flushes
+    Postfix's queue): otherwise the held messages would wait for their next retry, up to
+    maximal_backoff_time (over an hour) later."""
 
     def __init__(
         self,
         check: Callable[[], MailStatus],
         interval: float,
         repeat: float = 600.0,
+        on_flowing_again: Callable[[], None] | None = None,
     ) -> None:
         self._check = check
         self.interval = interval
         self.repeat = repeat
+        self._on_flowing_again = on_flowing_again
         self.latest: MailStatus | None = None
         self._logged_at = 0.0
 
@@ -240,6 +246,9 @@ class MailStatusWatch:
             self._logged_at = now
         elif status.state == "flowing" and previous is not None and previous.state != "flowing":
             log.info("mail flows again: %s", status.summary)
+            if self._on_flowing_again is not None and status.queue and status.queue.messages:
+                log.info("delivering the %d held message(s) now", status.queue.messages)
+                self._on_flowing_again()
         return status
 
     def start(self) -> threading.Thread:

@@ -135,6 +135,15 @@ POSTFIX = ManagedService(
 )
 
 
+def flush_queue(runtime: Runtime) -> None:
+    """`postqueue -f` on every replica: deferred mail is tried again now."""
+    for replica in runtime.replicas(SERVICE):
+        if replica.running:
+            result = runtime.exec(replica, ["postqueue", "-f"])
+            if not result.ok:
+                log.warning("could not flush the queue of %s: %s", replica.name, result.output)
+
+
 def forget_domain_classes(runtime: Runtime) -> None:
     """Called after a hosted, alias or relay domain was added, changed or removed.
 

@@ -42,20 +42,29 @@ say_status() { printf '%s\n' "$1" >"$status_file"; }
 
 # Offline signatures: the files of a mounted folder (compose.yaml mounts the host's
 # clamav-signatures/ folder, or MAILYARD_CLAMAV_SIGNATURES, there). With none in it,
-# freshclam downloads them.
+# freshclam downloads them; files put there later, while clamd still waits, are taken
+# within seconds (no restart needed).
 offline=${MAILYARD_CLAMAV_OFFLINE_SIGNATURES:-}
-copied=0
-if [ -n "$offline" ]; then
-  [ -d "$offline" ] || { echo "MAILYARD_CLAMAV_OFFLINE_SIGNATURES=$offline is not a directory" >&2; exit 2; }
-  shopt -s nullglob
-  for ext in "${patterns[@]}"; do
-    for file in "$offline"/*."$ext"; do
-      install -o clamav -g clamav -m 0644 "$file" "$db/"
-      copied=$((copied + 1))
-    done
-  done
-  shopt -u nullglob
+if [ -n "$offline" ] && [ ! -d "$offline" ]; then
+  echo "MAILYARD_CLAMAV_OFFLINE_SIGNATURES=$offline is not a directory" >&2
+  exit 2
 fi
+copy_offline() {  # prints how many files it copied
+  local ext file copied=0
+  if [ -n "$offline" ]; then
+    shopt -s nullglob
+    for ext in "${patterns[@]}"; do
+      for file in "$offline"/*."$ext"; do
+        install -o clamav -g clamav -m 0644 "$file" "$db/"
+        copied=$((copied + 1))
+      done
+    done
+    shopt -u nullglob
+  fi
+  echo "$copied"
+}
+
+copied=$(copy_offline)
 if [ "$copied" -gt 0 ]; then
   echo "offline signatures: copied $copied file(s) from $offline; freshclam is not run"
 else
@@ -63,11 +72,15 @@ else
   say_status "it has no virus signatures yet: freshclam is downloading them"
   if ! freshclam --foreground --stdout >/tmp/freshclam.log 2>&1; then
     cat /tmp/freshclam.log
-    # The last error freshclam gave, e.g. "Can't connect to port 443 of host
-    # database.clamav.net" or the CDN's 403/429 cool-down.
-    reason=$(grep -E 'ERROR|WARNING' /tmp/freshclam.log | tail -n 1 | sed -E 's/^[^:]*(ERROR|WARNING): *//' | cut -c1-160)
+    # The most telling error freshclam gave: the download's own message (e.g. "Couldn't
+    # resolve host name"), else its last error (e.g. the CDN's 403/429 cool-down).
+    reason=$(grep -o 'Message: .*' /tmp/freshclam.log | tail -n 1 | sed -E 's/^Message: *//' || true)
+    if [ -z "$reason" ]; then
+      reason=$(grep 'ERROR' /tmp/freshclam.log | grep -v 'Update failed\.$' | tail -n 1 | sed -E 's/^.*-> *//' || true)
+    fi
+    reason=$(printf '%s' "$reason" | tr -d '"\\' | cut -c1-160)
     say_status "it has no virus signatures: freshclam could not download them (${reason:-no reason given}) and keeps trying"
-    echo "freshclam failed; it keeps trying in the background. Mail waits in Postfix's queue until clamd runs. Without internet: put signature files into clamav-signatures/ (MAILYARD_CLAMAV_SIGNATURES) and run 'docker compose up -d clamav', or set MAILYARD_FILTER=no-clamav and run 'docker compose up -d'."
+    echo "freshclam failed and keeps trying; until clamd runs, mail waits in Postfix's queue (nothing is lost). Without internet: put signature files into clamav-signatures/ (or MAILYARD_CLAMAV_SIGNATURES), they are taken at once; or set MAILYARD_FILTER=no-clamav and run 'docker compose up -d'."
   else
     cat /tmp/freshclam.log
   fi
@@ -78,11 +91,16 @@ fi
 
 waited=0
 until has_database; do
+  copied=$(copy_offline)
+  if [ "$copied" -gt 0 ]; then
+    echo "offline signatures: copied $copied file(s) from $offline"
+    break
+  fi
   if [ $((waited % 60)) -eq 0 ]; then
     echo "no virus signatures in $db yet: clamd waits, and mail waits in Postfix's queue (nothing is lost)"
   fi
-  sleep 1
-  waited=$((waited + 1))
+  sleep 2
+  waited=$((waited + 2))
 done
 say_status "clamd is loading its virus signatures"
 echo "starting clamd on TCP 3310 with the signatures in $db"

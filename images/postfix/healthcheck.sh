@@ -5,9 +5,18 @@
 # their unix sockets: without them every submitted message gets 4xx.
 set -euo pipefail
 
+# Where a master.cf service listens: its own address when smtp_listen_address gives one
+# ("192.0.2.10:smtp"), else every address, so loopback.
+listen_address() {
+  local field
+  field=$(postconf -M 2>/dev/null | awk -v name="$1" '$2 == "inet" && ($1 == name || $1 ~ (":" name "$")) { print $1; exit }')
+  if [[ $field == *:* ]]; then echo "${field%:*}"; else echo 127.0.0.1; fi
+}
+
 smtp_ehlo() {
-  local port=$1 line
-  exec 3<>"/dev/tcp/127.0.0.1/$port"
+  local port=$1 address line
+  address=$(listen_address "$2")
+  exec 3<>"/dev/tcp/$address/$port"
   IFS= read -r -t 5 line <&3
   [[ $line == 220* ]] || { echo "port $port: no 220 banner: $line"; return 1; }
   printf 'EHLO healthcheck.invalid\r\n' >&3
@@ -21,8 +30,8 @@ smtp_ehlo() {
   exec 3>&-
 }
 
-smtp_ehlo 25
-smtp_ehlo 587
+smtp_ehlo 25 smtp
+smtp_ehlo 587 submission
 
 # As the postfix user, like smtpd: a socket root can reach may still be closed to it.
 unix_socket_answers() {

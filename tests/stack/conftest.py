@@ -273,6 +273,8 @@ def _new_stack(
             # Short, so the test of drift correction does not wait a minute.
             "MAILYARD_RECONCILE_INTERVAL": "5",
             "MAILYARD_CERTIFICATE_CHECK_INTERVAL": "5",
+            # Held mail is noticed (and logged) within seconds.
+            "MAILYARD_STATUS_INTERVAL": "5",
             # Offline: ClamAV has no signatures and SpamAssassin's network tests would
             # wait for timeouts. The filter chain has its own stack (test_filtering.py).
             "MAILYARD_FILTER": "off",

@@ -132,3 +132,23 @@ def test_the_watch_logs_a_held_queue_once_and_when_it_flows_again(
     del runtime.health_reports["mailyard-clamav-1"]
     watch.run_once()
     assert caplog.records[-1].getMessage().startswith("mail flows again")
+
+
+def test_held_mail_is_delivered_at_once_when_it_can_flow_again(
+    settings: Settings, runtime: FakeRuntime
+) -> None:
+    flushed: list[str] = []
+    watch = MailStatusWatch(
+        lambda: check_mail_status(settings, runtime, _database_answers),
+        interval=30,
+        on_flowing_again=lambda: flushed.append("postqueue -f"),
+    )
+    runtime.queue_json = DEFERRED
+    watch.run_once()  # flowing from the start: nothing to flush
+    runtime.health_reports["mailyard-clamav-1"] = ContainerHealth("starting", NO_SIGNATURES)
+    watch.run_once()
+    assert flushed == []
+    del runtime.health_reports["mailyard-clamav-1"]
+    watch.run_once()
+    watch.run_once()
+    assert flushed == ["postqueue -f"]
