@@ -5,8 +5,10 @@ set -euo pipefail
 
 # Re-injection from Amavis (10025), list mail from Mailman (10027) and the web
 # interface's mail (10028) listen on the network of their one client each, and trust
-# that network only (master.cf reads the .cidr tables written here).
-mailyard-bind-names --cidr /run/mailyard/networks postfix-filter postfix-lists postfix-webmail
+# that network only (master.cf reads the .cidr tables written here). postfix-edge is
+# where Docker forwards the published ports; the health check looks for them there.
+mailyard-bind-names --cidr /run/mailyard/networks postfix-filter postfix-lists postfix-webmail \
+  postfix-edge
 
 echo "starting on release $(mailyard-await-release main.cf master.cf)"
 

@@ -17,8 +17,14 @@ smtp_ehlo() {
   local port=$1 address line
   address=$(listen_address "$2")
   exec 3<>"/dev/tcp/$address/$port"
-  IFS= read -r -t 5 line <&3
-  [[ $line == 220* ]] || { echo "port $port: no 220 banner: $line"; return 1; }
+  # The whole greeting before EHLO: from an address outside mynetworks (a listen address
+  # of the container's own), postscreen first sends "220-" and treats a client that talks
+  # before the final "220 " as a spammer (pregreet).
+  while IFS= read -r -t 10 line <&3; do
+    [[ $line == 220-* ]] && continue
+    break
+  done
+  [[ $line == "220 "* ]] || { echo "port $port: no 220 banner: ${line:-nothing}"; return 1; }
   printf 'EHLO healthcheck.invalid\r\n' >&3
   while IFS= read -r -t 5 line <&3; do
     [[ $line == 250-* ]] && continue
@@ -32,6 +38,31 @@ smtp_ehlo() {
 
 smtp_ehlo 25 smtp
 smtp_ehlo 587 submission
+
+# The published ports must listen where Docker forwards them: this container's address
+# on the edge network (postfix-edge), or every address. A listen address elsewhere
+# (loopback, an internal network) passes the checks above and still cuts off the world.
+edge=$(getent ahostsv4 postfix-edge | awk '{ print $1; exit }')
+python3 - "$edge" 25 465 587 <<'PY' || exit 1
+import socket
+import struct
+import sys
+
+edge, ports = sys.argv[1], [int(port) for port in sys.argv[2:]]
+listening = set()
+with open("/proc/net/tcp") as table:
+    for row in table.read().splitlines()[1:]:
+        fields = row.split()
+        if fields[3] != "0A":  # LISTEN
+            continue
+        address, port = fields[1].split(":")
+        listening.add((socket.inet_ntoa(struct.pack("<I", int(address, 16))), int(port, 16)))
+closed = [p for p in ports if (edge, p) not in listening and ("0.0.0.0", p) not in listening]
+if closed:
+    print(f"port {', '.join(map(str, closed))} does not listen on {edge}, the edge address "
+          "where the published ports arrive: mail from outside cannot reach Postfix")
+    sys.exit(1)
+PY
 
 # As the postfix user, like smtpd: a socket root can reach may still be closed to it.
 unix_socket_answers() {

@@ -219,21 +219,17 @@ def test_setting_that_breaks_the_health_gate_is_rolled_back(
     address = stack.new_mailbox(domain)
     committed = _committed_release(stack, "postfix")
 
-    # Valid for Postfix, but it turns away the host's own checks: with loopback no longer
-    # trusted, postscreen drops 127.0.0.1 and port 25 fails the health gate.
+    # An address Postfix can bind (its own on the internal `filter` network), but not
+    # the one Docker forwards the published ports to: mail from outside would no longer
+    # arrive. It passes validation and fails the health gate after the reload.
+    internal = stack.exec("postfix", "getent", "ahostsv4", "postfix-filter").stdout.split()[0]
     before = stack.api("GET", "/settings").json()["settings"]
-    response = _patch(
-        stack,
-        {
-            "mynetworks": [],
-            "postscreen_access_list": [{"network": "127.0.0.0/8", "action": "reject"}],
-        },
-    )
+    response = _patch(stack, {"smtp_listen_address": internal})
 
     assert response.status_code == 422, response.text
     problem = response.json()
     assert "rolled back" in problem["detail"]
-    assert "port 25" in problem["detail"], problem["detail"]  # what the health check saw
+    assert "the edge address where the published ports arrive" in problem["detail"]
     record = stack.api("GET", f"/config/applies/{problem['apply_id']}").json()
     assert record["status"] == "rolled_back"
     assert stack.api("GET", "/settings").json()["settings"] == before
@@ -243,6 +239,20 @@ def test_setting_that_breaks_the_health_gate_is_rolled_back(
         lambda: _active_release(stack, "postfix") == committed,
         timeout=60,
     )
+    _mail_flows(stack, address)
+
+
+def test_listen_address_where_the_published_ports_arrive_goes_live(
+    stack: Stack, restore_settings: None
+) -> None:
+    domain = stack.new_domain("listen")
+    address = stack.new_mailbox(domain)
+    edge = stack.exec("postfix", "getent", "ahostsv4", "postfix-edge").stdout.split()[0]
+
+    response = _patch(stack, {"smtp_listen_address": edge})
+
+    assert response.status_code == 200, response.text
+    assert f"{edge}:smtp " in _live_file(stack, "postfix", "master.cf")
     _mail_flows(stack, address)
 
 
