@@ -32,18 +32,32 @@ from controller.settings import Settings, get_settings
 
 @contextmanager
 def _context(settings: Settings) -> Iterator[Context]:
+    from controller import wiring
     from controller.db.session import make_engine, make_session_factory
-    from controller.runtime.docker_engine import connect
-    from controller.wiring import credentials_changed_hook, domains_changed_hook
+    from controller.domain.access import Effects
+    from controller.domain.dkim import KeyStore
+    from controller.wiring import credentials_changed_hook, domains_changed_hook, lists_backend
 
+    # Docker and the apply pipeline are reached only when a use case needs them, not for
+    # every command.
     def domains_changed() -> None:
-        # Docker is reached only when a domain changed, not for every command.
-        domains_changed_hook(connect(settings.compose_project))()
+        domains_changed_hook(wiring.stack_runtime(settings))()
 
+    def list_created() -> None:
+        with _config(settings) as config:
+            config.ensure_list_routing()
+
+    effects = Effects(
+        credentials_changed=credentials_changed_hook(settings),
+        domains_changed=domains_changed,
+        list_created=list_created,
+        dkim_keys=KeyStore(settings.resolved_dkim_dir()),
+        lists=lists_backend(settings),
+    )
     engine = make_engine(settings.resolved_database_url())
     try:
         with make_session_factory(engine)() as session:
-            yield Context(session, SYSTEM, credentials_changed_hook(settings), domains_changed)
+            yield effects.context(session, SYSTEM)
     finally:
         engine.dispose()
 
@@ -208,14 +222,13 @@ def cmd_healthcheck(settings: Settings, _args: argparse.Namespace) -> int:
 
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     """Whether mail flows; exit 0 when it does, 1 when it is held or cannot be told."""
+    from controller import wiring
     from controller.db.session import make_engine, make_session_factory
-    from controller.runtime.docker_engine import connect
-    from controller.wiring import mail_status_check
 
     engine = make_engine(settings.resolved_database_url())
     try:
-        check = mail_status_check(
-            settings, make_session_factory(engine), connect(settings.compose_project)
+        check = wiring.mail_status_check(
+            settings, make_session_factory(engine), wiring.stack_runtime(settings)
         )
         status = check()
     finally:
@@ -287,10 +300,8 @@ def cmd_domain_list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_domain_delete(settings: Settings, args: argparse.Namespace) -> int:
-    from controller.wiring import lists_backend
-
     with _context(settings) as ctx:
-        domains.delete_domain(ctx, args.name, cascade=args.cascade, lists=lists_backend(settings))
+        domains.delete_domain(ctx, args.name, cascade=args.cascade)
     print(f"deleted domain {args.name}")
     return 0
 
@@ -553,13 +564,8 @@ def cmd_list_create(settings: Settings, args: argparse.Namespace) -> int:
     backend = _lists_backend(settings)
     with _context(settings) as ctx:
         created = lists.create_list(ctx, backend, domain, values)
+    # Postfix routes list addresses before create_list returns (the use case's own step).
     print(f"created mailing list {created.address} (posting: {created.posting})")
-    # As the API does: Postfix routes list addresses before this returns.
-    with _config(settings) as config:
-        try:
-            config.ensure_list_routing()
-        except MailyardError as exc:
-            print(f"warning: list routing is not on yet: {exc.text('cli')}", file=sys.stderr)
     return 0
 
 

@@ -28,10 +28,12 @@ from controller.api.routes import (
     tokens,
 )
 from controller.api.throttle import AuthFailureLimiter
+from controller.domain.access import Effects
+from controller.domain.dkim import KeyStore
+from controller.domain.list_service import ListsBackend
 from controller.engine.apply import ConfigEngine
 from controller.engine.certificates import CertificateManager
 from controller.engine.mail_status import MailStatusWatch
-from controller.services.mailman import ListsBackend
 from controller.wiring import domains_changed_hook, mail_status_check
 
 API_PREFIX = "/api/v1"
@@ -61,10 +63,16 @@ def create_app(
         "`application/problem+json`.",
     )
     app.state.sessions = sessions
-    app.state.credentials_changed = credentials_changed
-    app.state.domains_changed = domains_changed_hook(config.runtime)
     app.state.config = config
     app.state.lists = lists_backend
+    # What the use cases reach beyond the database; `mailyard` builds the same.
+    app.state.effects = Effects(
+        credentials_changed=credentials_changed,
+        domains_changed=domains_changed_hook(config.runtime),
+        list_created=config.ensure_list_routing,
+        dkim_keys=KeyStore(config.settings.resolved_dkim_dir()),
+        lists=lists_backend,
+    )
     # Started by `mailyard serve` (a thread); here it is read on demand.
     app.state.mail_status = mail_status or MailStatusWatch(
         mail_status_check(config.settings, sessions, config.runtime),

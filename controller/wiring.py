@@ -77,6 +77,11 @@ def configure_logging(settings: Settings) -> None:
     )
 
 
+def stack_runtime(settings: Settings) -> Runtime | None:
+    """This stack's Docker engine (through the filter), None without one."""
+    return connect(settings.compose_project)
+
+
 def config_engine(settings: Settings, sessions: sessionmaker[Session]) -> ConfigEngine:
     """The apply pipeline, with the Docker engine when the socket is mounted."""
     return ConfigEngine(settings, sessions, connect(settings.compose_project))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
@@ -10,7 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 
 from controller.api.guard import NO_CREDENTIALS, PRINCIPAL
-from controller.domain.access import Context, Principal
+from controller.domain.access import Context, Effects, Principal
 from controller.domain.errors import Unauthenticated
 from controller.domain.pagination import DEFAULT_LIMIT, MAX_LIMIT, PageRequest
 
@@ -44,14 +44,8 @@ PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
 def get_context(request: Request, session: SessionDep, principal: PrincipalDep) -> Context:
-    hook: Callable[[Sequence[str]], None] = request.app.state.credentials_changed
-    domains_hook: Callable[[], None] = request.app.state.domains_changed
-    return Context(
-        session=session,
-        principal=principal,
-        credentials_changed=hook,
-        domains_changed=domains_hook,
-    )
+    effects: Effects = request.app.state.effects
+    return effects.context(session, principal)
 
 
 ContextDep = Annotated[Context, Depends(get_context)]

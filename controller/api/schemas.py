@@ -24,8 +24,8 @@ from controller.db.models import (
 )
 from controller.domain import dkim, lists, pagination, tokens
 from controller.domain.filter_policies import BANNED_CATEGORIES, FilterPolicy
+from controller.domain.list_service import HeldMessage, ListMember
 from controller.domain.quarantine import QuarantineEntry, ReleaseOutcome
-from controller.services.mailman import HeldMessage, ListMember
 
 T = TypeVar("T")
 

@@ -13,10 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
 from controller.domain.errors import Forbidden
+from controller.domain.list_service import ListsBackend
+
+if TYPE_CHECKING:
+    from controller.domain.dkim import KeyStore
 
 
 @dataclass(frozen=True)
@@ -62,16 +67,49 @@ def _nothing() -> None:
 
 @dataclass
 class Context:
-    """What every use-case needs: the unit of work, the caller, and the hooks run after a
-    commit that changed what a daemon caches:
+    """What every use case needs: the unit of work, the caller, and what its side effects
+    reach beyond the database. The API and the `mailyard` command build the same
+    Context (controller/wiring.py), so a use case does the same whichever calls it.
 
+    Hooks run after a commit that changed what a daemon caches or routes:
     - `credentials_changed`: credentials or mailbox state (Dovecot's auth cache);
     - `domains_changed`: the hosted, alias or relay domains (Postfix's smtpd processes
       remember how they classified each recipient address, so an address refused as
-      foreign before its domain existed would stay refused).
+      foreign before its domain existed would stay refused);
+    - `list_created`: Postfix must route list addresses to Mailman (once its table is
+      there).
+    Stores beyond the database:
+    - `dkim_keys`: the DKIM private key files (a new domain gets its key at once);
+    - `lists`: the mailing list service, None when lists are disabled.
     """
 
     session: Session
     principal: Principal
     credentials_changed: Callable[[Sequence[str]], None] = field(default=_ignore)
     domains_changed: Callable[[], None] = field(default=_nothing)
+    list_created: Callable[[], None] = field(default=_nothing)
+    dkim_keys: KeyStore | None = None
+    lists: ListsBackend | None = None
+
+
+@dataclass(frozen=True)
+class Effects:
+    """Everything of a Context but the unit of work and the caller: built once by the API
+    and by the `mailyard` command (controller/wiring.py), then a Context per request."""
+
+    credentials_changed: Callable[[Sequence[str]], None] = _ignore
+    domains_changed: Callable[[], None] = _nothing
+    list_created: Callable[[], None] = _nothing
+    dkim_keys: KeyStore | None = None
+    lists: ListsBackend | None = None
+
+    def context(self, session: Session, principal: Principal) -> Context:
+        return Context(
+            session,
+            principal,
+            credentials_changed=self.credentials_changed,
+            domains_changed=self.domains_changed,
+            list_created=self.list_created,
+            dkim_keys=self.dkim_keys,
+            lists=self.lists,
+        )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Select, delete, func, select
 from sqlalchemy.exc import IntegrityError
@@ -17,14 +17,13 @@ from controller.db.models import (
     DomainFilterPolicy,
     Mailbox,
 )
+from controller.domain import dkim
 from controller.domain.access import Context
 from controller.domain.errors import Action, Conflict, InvalidInput, MailyardError, NotFound
+from controller.domain.list_service import ListsBackend, ListServiceNotConfigured
 from controller.domain.namespace import ensure_domain_name_free
 from controller.domain.pagination import Page, PageRequest, paginate
 from controller.domain.validation import check_text, normalize_domain
-
-if TYPE_CHECKING:
-    from controller.services.mailman import ListsBackend
 
 SelectT = TypeVar("SelectT", bound=Select[Any])
 log = logging.getLogger(__name__)
@@ -102,7 +101,20 @@ def create_domain(ctx: Context, name: str, description: str = "", active: bool =
         ctx.session.rollback()
         raise Conflict(f"domain '{normalized}' already exists", field="name") from exc
     ctx.domains_changed()
+    _give_signing_key(ctx, domain)
     return domain
+
+
+def _give_signing_key(ctx: Context, domain: Domain) -> None:
+    """A new domain signs its mail from the start: an active DKIM key. A failure to write
+    the key does not undo the domain: it is logged, and a rotation (or the controller's
+    next start, dkim.ensure_all_domains) makes the key."""
+    if ctx.dkim_keys is None:
+        return
+    try:
+        dkim.ensure_domain_key(ctx.session, domain, ctx.dkim_keys)
+    except OSError as exc:
+        log.warning("could not create a DKIM key for %s: %s", domain.name, exc)
 
 
 @dataclass(frozen=True)
@@ -130,16 +142,16 @@ def update_domain(ctx: Context, name: str, changes: DomainChanges) -> Domain:
     return domain
 
 
-def delete_domain(
-    ctx: Context, name: str, cascade: bool = False, lists: ListsBackend | None = None
-) -> None:
+def delete_domain(ctx: Context, name: str, cascade: bool = False) -> None:
     """Delete a domain. With mailboxes, aliases or alias domains still in it, refuse unless
-    `cascade`; mail already stored in maildirs is kept on disk either way.
+    `cascade`; mail already stored in maildirs is kept on disk either way. Its DKIM key
+    files go with it.
 
-    Mailing lists (kept by Mailman, asked through `lists`) always refuse the deletion,
-    cascade or not: they are deleted one by one (DELETE /lists/{address}). Mailman
-    unreachable: 503, nothing deleted. Without `lists` (lists disabled), or when Mailman
-    was never set up (no REST password file), there are no lists to look for."""
+    Mailing lists (kept by Mailman, asked through `ctx.lists`) always refuse the
+    deletion, cascade or not: they are deleted one by one. Mailman unreachable: 503,
+    nothing deleted. Without a list service (lists disabled), or when Mailman was never
+    set up (no REST password file), there are no lists to look for."""
+    lists = ctx.lists
     ctx.principal.require_write()
     domain = _visible_domain(ctx, name)
     ctx.principal.require_admin("delete domains")
@@ -183,6 +195,8 @@ def delete_domain(
     if addresses:
         ctx.credentials_changed(addresses)
     ctx.domains_changed()
+    if ctx.dkim_keys is not None:
+        dkim.forget_domain(ctx.dkim_keys, domain_name)  # the key rows went with the domain
     if lists is not None:
         try:  # tidy only: an empty Mailman domain left behind does no harm
             lists.remove_domain_if_empty(domain_name)
@@ -191,10 +205,6 @@ def delete_domain(
 
 
 def _refuse_while_lists_exist(domain: str, lists: ListsBackend | None) -> None:
-    # Imported here: mailmanclient (and requests) would slow down every `mailyard
-    # healthcheck`, which imports this module.
-    from controller.services.mailman import ListServiceNotConfigured  # noqa: PLC0415
-
     if lists is None:
         return
     try:

@@ -11,6 +11,7 @@ read-only tokens only read.
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 
@@ -19,10 +20,8 @@ from sqlalchemy import select
 from controller.db.models import Alias, Mailbox
 from controller.domain.access import Context
 from controller.domain.domains import get_domain
-from controller.domain.errors import Conflict, InvalidInput, NotFound, Unavailable
-from controller.domain.pagination import Page, PageRequest
-from controller.domain.validation import Address, check_text, parse_address
-from controller.services.mailman import (
+from controller.domain.errors import Conflict, InvalidInput, MailyardError, NotFound, Unavailable
+from controller.domain.list_service import (
     HELD_ACTIONS,
     ROLES,
     HeldMessage,
@@ -31,6 +30,10 @@ from controller.services.mailman import (
     ListsBackend,
     ListSettings,
 )
+from controller.domain.pagination import Page, PageRequest
+from controller.domain.validation import Address, check_text, parse_address
+
+log = logging.getLogger(__name__)
 
 # Mailman's companion addresses of every list (mailman.mta.aliases.SUBDESTINATIONS):
 # <list>-bounces@, -confirm@, ... all route to Mailman, so they must be free too.
@@ -300,7 +303,16 @@ def create_list(
         default_member_action=member_action,
         default_nonmember_action=nonmember_action,
     )
-    return _view(require_backend(backend).create_list(domain.name, name, settings))
+    created = _view(require_backend(backend).create_list(domain.name, name, settings))
+    # Mailman has its table now; if Postfix does not route list addresses yet, it does
+    # before this returns, so the first mail to the list is never refused.
+    try:
+        ctx.list_created()
+    except MailyardError as exc:
+        # The list exists; the periodic reconcile turns routing on. Until then mail to it
+        # is refused, which the log says.
+        log.warning("list %s created, but list routing is not on yet: %s", created.address, exc)
+    return created
 
 
 def get_list(ctx: Context, backend: ListsBackend | None, address: str) -> MailingList:

@@ -328,17 +328,19 @@ class ConfigEngine:
         trigger: str,
         changes: list[dict[str, Any]],
         undo: Callable[[], None],
+        which: Callable[[ManagedService], bool] = lambda _service: True,
     ) -> dict[str, Any]:
-        """Reload every replica of every service on its current release, health-gated:
-        for files outside the releases (the certificate). If a gate fails, `undo` puts
-        the old files back and the touched replicas are reloaded again."""
+        """Reload every replica of every service `which` picks on its current release,
+        health-gated: for files outside the releases (the certificate: only the services
+        that use it). If a gate fails, `undo` puts the old files back and the touched
+        replicas are reloaded again."""
         with self._exclusive(wait=LOCK_WAIT):
             started = time.monotonic()
             with self.sessions() as session:
                 stored = load_stored(session)
             meta = ApplyMeta(actor, None, trigger, changes, stored)
             rollouts = []
-            for service in managed_services(self.settings):
+            for service in filter(which, managed_services(self.settings)):
                 store = ReleaseStore(self.settings.config_dir / service.name)
                 committed = store.current_name()
                 if committed is None:

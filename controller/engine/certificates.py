@@ -241,6 +241,7 @@ class CertificateManager:
                 {"name": "certificate", "old": old.serial if old else None, "new": info.serial}
             ],
             undo=lambda: files.restore(self.settings.certs_dir, saved),
+            which=lambda service: service.uses_certificate,
         )
         for hook in self.on_deployed:
             hook()

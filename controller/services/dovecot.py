@@ -115,4 +115,5 @@ DOVECOT = ManagedService(
     reload=("doveadm", "reload"),
     # `timeout`: a check that hangs must not stall the gate past its deadline.
     gate=("timeout", "10", "mailyard-dovecot-healthcheck"),
+    uses_certificate=True,  # IMAPS, POP3S, STARTTLS, ManageSieve
 )

@@ -34,6 +34,8 @@ class ManagedService:
     validate: Validator  # (runtime, replica, release path inside the container)
     reload: tuple[str, ...]
     gate: tuple[str, ...]
+    # Serves TLS with the stack's certificate: reloaded when a new one is deployed.
+    uses_certificate: bool = False
 
     def release_path(self, name: str) -> str:
         """Where release `name` appears inside this service's containers."""

@@ -132,6 +132,7 @@ POSTFIX = ManagedService(
     reload=("mailyard-postfix-reload",),
     # `timeout`: a check that hangs (e.g. a full listen queue) must not stall the gate.
     gate=("timeout", "10", "mailyard-postfix-healthcheck"),
+    uses_certificate=True,  # STARTTLS on 25 and 587, TLS on 465
 )
 
 

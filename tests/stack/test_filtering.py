@@ -9,6 +9,7 @@ import json
 import smtplib
 import subprocess
 import time
+import uuid
 from email.message import EmailMessage
 from typing import Any
 
@@ -355,6 +356,23 @@ def test_outbound_mail_carries_a_dkim_signature_that_verifies(filter_stack: Stac
     raw = _signed_at_sink(stack, author)
     (selector,) = _verify_every_signature(raw, records)
     assert f"{selector}._domainkey.{domain}" in records
+
+
+def test_a_domain_added_with_the_command_signs_at_once(filter_stack: Stack) -> None:
+    # The use case makes the key, so `mailyard domain add` does what POST /domains does
+    # (it used to leave the domain without a key until the controller restarted).
+    stack = filter_stack
+    domain = f"cli-signed-{uuid.uuid4().hex[:8]}.test"
+    stack.mailyard("domain", "add", domain)
+    author = stack.new_mailbox(domain, "author")
+    records = _published_dkim_records(stack, domain)
+    assert len(records) == 1, records
+    (selector,) = _verify_every_signature(_signed_at_sink(stack, author), records)
+    assert f"{selector}._domainkey.{domain}" in records
+    stack.mailyard("domain", "delete", domain, "--cascade")
+    assert stack.exec(
+        "controller", "ls", f"/var/lib/mailyard/dkim/{domain}", check=False
+    ).returncode
 
 
 def test_rotation_to_a_new_selector_and_an_ed25519_key_sign_at_once(filter_stack: Stack) -> None:

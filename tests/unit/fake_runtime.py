@@ -21,14 +21,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from controller.runtime import AttachedNetwork, ContainerHealth, ExecResult, Replica
-from controller.services import dovecot, postfix
+from controller.services import dovecot, postfix, postgrey
 from controller.services.managed import ACTIVATE, ACTIVE_LINK
 from controller.services.rendering import RELEASE_NAME, ReleaseStore
 
-SERVICES = {postfix.SERVICE: postfix.POSTFIX, dovecot.SERVICE: dovecot.DOVECOT}
+SERVICES = {
+    postfix.SERVICE: postfix.POSTFIX,
+    dovecot.SERVICE: dovecot.DOVECOT,
+    postgrey.SERVICE: postgrey.POSTGREY,
+}
 VALIDATORS = {
     "mailyard-postfix-validate": postfix.SERVICE,
     "mailyard-dovecot-validate": dovecot.SERVICE,
+    "mailyard-postgrey-validate": postgrey.SERVICE,
 }
 
 # (service, the staged release's files by path) -> what the daemon's checker says is wrong
@@ -256,7 +261,7 @@ class FakeRuntime:
 
     def _validate(self, container: FakeContainer, command: tuple[str, ...]) -> ExecResult:
         prefix = f"/etc/mailyard/{container.service}/releases/"
-        path = command[1].removesuffix("/dovecot.conf")
+        path = command[1].removesuffix("/dovecot.conf").removesuffix(f"/{postgrey.ARGS_FILE}")
         name = path.removeprefix(prefix)
         base = self._release_dir(container.service, name)
         if not path.startswith(prefix) or not base.is_dir():

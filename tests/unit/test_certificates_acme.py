@@ -1162,7 +1162,8 @@ class WiredRuntime(FakeRuntime):
             self.serving[container.name] = info.serial
 
     def _address(self, container: FakeContainer) -> str:
-        return f"10.0.{1 if container.service == 'postfix' else 2}.{container.number}"
+        network = {"postfix": 1, "dovecot": 2}.get(container.service, 3)
+        return f"10.0.{network}.{container.number}"
 
     def addresses(self, replica: Replica) -> list[str]:
         if replica.name in self.without_address:
@@ -1530,3 +1531,31 @@ def test_api_custom_certificate_for_admins_with_write_access_only(
     problem(other_tokens.scoped.put(f"{API}/certificates/custom", json=body), 403)
     problem(other_tokens.read_only.put(f"{API}/certificates/custom", json=body), 403)
     assert files.snapshot(settings.certs_dir) == before
+
+
+def test_deploy_reloads_only_the_services_that_use_the_certificate(
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    clock: Clock,
+    fake_ca: FakeCA,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # postgrey restarts its process on a reload; it has no TLS, so a new certificate
+    # must leave it alone (issue 15).
+    _install(settings, make_cert([HOST], not_before=T0 - timedelta(days=80)))
+    runtime = WiredRuntime(settings.config_dir, settings.certs_dir)
+    greylist = FakeContainer("postgrey", 1)
+    runtime.containers[greylist.name] = greylist
+    engine = ConfigEngine(settings, sessions, runtime, gate_timeout=0.05, settle=0)
+    first = engine.reconcile(trigger="startup")
+    assert first is not None
+    assert first["status"] == "succeeded"
+    assert greylist.loaded is not None  # rendered and running like the others
+    runtime.calls.clear()
+    monkeypatch.setattr(engine_module, "served_serial", runtime.served_serial)
+    _store_settings(sessions, acme_enabled=True)
+
+    CertificateManager(settings, engine, runtime, clock=clock).renew(actor="renewal scheduler")
+
+    reloaded = {name for name, verb in runtime.ops() if verb == "reload"}
+    assert reloaded == {P1, P2, D1, D2}

@@ -407,3 +407,15 @@ def test_config_plan_and_applies(
     code, out, _ = run("config", "reconcile")
     assert code == 0
     assert out.strip() == "nothing changed"
+
+
+def test_domain_add_gives_a_signing_key_at_once_and_delete_removes_it(
+    run: Run, settings: Settings
+) -> None:
+    # As POST /domains does: the use case itself makes the key (issue 15).
+    assert run("domain", "add", "signed.example")[0] == 0
+    key_files = list((settings.state_dir / "dkim" / "signed.example").glob("*.key"))
+    assert len(key_files) == 1
+    code, out, _ = run("domain", "delete", "signed.example")
+    assert code == 0, out
+    assert not (settings.state_dir / "dkim" / "signed.example").exists()

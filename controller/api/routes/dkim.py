@@ -14,9 +14,7 @@ from fastapi.responses import PlainTextResponse
 
 from controller.api.deps import ContextDep
 from controller.api.schemas import DkimKeyPublic, DkimKeys, DkimRotate, DnsRecordPublic, DnsRecords
-from controller.db.models import Domain
 from controller.domain import dkim, dns_records
-from controller.domain.access import Context
 from controller.engine.apply import ConfigEngine
 
 log = logging.getLogger(__name__)
@@ -30,21 +28,6 @@ def key_store(request: Request) -> dkim.KeyStore:
 
 
 KeyStoreDep = Annotated[dkim.KeyStore, Depends(key_store)]
-
-
-def give_new_domain_a_key(ctx: Context, domain: Domain, store: dkim.KeyStore) -> None:
-    """Called by POST /domains after the domain is committed. A failure to write the key
-    does not undo the domain: it is logged, and POST .../dkim/rotate (or the next
-    controller start, see dkim.ensure_all_domains) makes the key."""
-    try:
-        dkim.ensure_domain_key(ctx.session, domain, store)
-    except OSError as exc:
-        log.warning("could not create a DKIM key for %s: %s", domain.name, exc)
-
-
-def forget_domain_keys(name: str, store: dkim.KeyStore) -> None:
-    """Called by DELETE /domains/{name} after the domain (and its key rows) are gone."""
-    dkim.forget_domain(store, name)
 
 
 @router.get("/{name}/dkim")

@@ -7,11 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from controller.api.deps import ContextDep, PageDep
-from controller.api.routes.dkim import KeyStoreDep, forget_domain_keys, give_new_domain_a_key
-from controller.api.routes.lists import ListsDep
 from controller.api.schemas import DomainCreate, DomainPublic, DomainUpdate, Page, page_of
 from controller.domain import domains
-from controller.domain.validation import normalize_domain
 
 router = APIRouter(prefix="/domains", tags=["domains"])
 
@@ -23,10 +20,9 @@ def list_domains(ctx: ContextDep, page: PageDep) -> Page[DomainPublic]:
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
-def create_domain(ctx: ContextDep, keys: KeyStoreDep, body: DomainCreate) -> DomainPublic:
-    domain = domains.create_domain(ctx, body.name, body.description, body.active)
-    give_new_domain_a_key(ctx, domain, keys)  # DKIM: an active key from the start
-    return DomainPublic.of(domain)
+def create_domain(ctx: ContextDep, body: DomainCreate) -> DomainPublic:
+    """The domain gets an active DKIM key at once."""
+    return DomainPublic.of(domains.create_domain(ctx, body.name, body.description, body.active))
 
 
 @router.get("/{name}")
@@ -43,8 +39,6 @@ def update_domain(ctx: ContextDep, name: str, body: DomainUpdate) -> DomainPubli
 @router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_domain(
     ctx: ContextDep,
-    keys: KeyStoreDep,
-    lists: ListsDep,
     name: str,
     cascade: Annotated[
         bool, Query(description="Also delete the domain's mailboxes, aliases and alias domains.")
@@ -52,6 +46,5 @@ def delete_domain(
 ) -> Response:
     """Refused (409) while the domain has mailboxes, aliases or alias domains (unless
     cascade=true) and always while it has mailing lists."""
-    domains.delete_domain(ctx, name, cascade=cascade, lists=lists)
-    forget_domain_keys(normalize_domain(name), keys)  # DKIM key files (rows cascaded)
+    domains.delete_domain(ctx, name, cascade=cascade)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -28,9 +28,7 @@ from controller.api.schemas import (
     page_of,
 )
 from controller.domain import lists
-from controller.domain.errors import MailyardError
-from controller.engine.apply import ConfigEngine
-from controller.services.mailman import ListsBackend
+from controller.domain.list_service import ListsBackend
 
 log = logging.getLogger(__name__)
 
@@ -62,17 +60,7 @@ def create_list(
     request: Request, ctx: ContextDep, backend: ListsDep, name: str, body: MailingListCreate
 ) -> MailingListPublic:
     values = lists.ListValues(**body.model_dump())
-    created = lists.create_list(ctx, backend, name, values)
-    # Mailman has its table now; if Postfix does not route list addresses yet, it does
-    # before this answers, so the first mail to the list is never refused.
-    config: ConfigEngine = request.app.state.config
-    try:
-        config.ensure_list_routing()
-    except MailyardError as exc:
-        # The list exists; the periodic reconcile turns routing on. Until then mail to
-        # it is refused, which the log says.
-        log.warning("list %s created, but list routing is not on yet: %s", created.address, exc)
-    return MailingListPublic.of(created)
+    return MailingListPublic.of(lists.create_list(ctx, backend, name, values))
 
 
 @router.get("/lists/{address}")
