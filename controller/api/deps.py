@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -51,9 +51,17 @@ def get_context(request: Request, session: SessionDep, principal: PrincipalDep) 
 ContextDep = Annotated[Context, Depends(get_context)]
 
 
+# The largest id or offset the database can hold (MariaDB's signed INT): a larger number
+# in a query string or path is refused with 422, never passed to the database (where it
+# overflowed into a 500).
+MAX_ROW_NUMBER = 2**31 - 1
+
+RowId = Annotated[int, Path(ge=1, le=MAX_ROW_NUMBER, description="The object's number.")]
+
+
 def get_page(
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Items per page.")] = DEFAULT_LIMIT,
-    offset: Annotated[int, Query(ge=0, description="Items to skip.")] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_ROW_NUMBER, description="Items to skip.")] = 0,
 ) -> PageRequest:
     return PageRequest(limit=limit, offset=offset)
 

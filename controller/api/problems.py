@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from controller.domain.errors import (
     Conflict,
@@ -181,7 +182,7 @@ def install(app: FastAPI) -> None:
         return problem(422, "Invalid input", detail, errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 400 and exc.detail == _UNPARSABLE_BODY:
             cause = exc.__cause__
             if isinstance(cause, UnicodeDecodeError):
@@ -190,4 +191,21 @@ def install(app: FastAPI) -> None:
                     f"position {cause.start})"
                 )
             return _not_json(type(cause).__name__ if cause else "it cannot be decoded")
-        return problem(exc.status_code, str(exc.detail), str(exc.detail))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # RFC 9110: Allow lists every method of the resource. Starlette names only
+            # those of the first route that matched the path, and FastAPI makes one
+            # route per method.
+            headers["Allow"] = ", ".join(_allowed_methods(request))
+        return problem(exc.status_code, str(exc.detail), str(exc.detail), headers=headers)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    # Asked of the router method by method: FastAPI's included routers do not list
+    # their routes' methods.
+    allowed = []
+    for method in ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT"):
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] == Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return allowed

@@ -8,10 +8,10 @@ Request models are strict (no type coercion, no unknown fields); semantic valida
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from controller.db.models import (
     Alias,
@@ -28,6 +28,15 @@ from controller.domain.list_service import HeldMessage, ListMember
 from controller.domain.quarantine import QuarantineEntry, ReleaseOutcome
 
 T = TypeVar("T")
+
+
+def _as_utc(moment: datetime) -> datetime:
+    # The database keeps UTC without an offset; an answer says so (RFC 3339 date-time,
+    # as the schema declares), e.g. 2026-12-06T09:56:40Z.
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+UtcDateTime = Annotated[datetime, AfterValidator(_as_utc)]
 
 # Generous outer bounds so absurd payloads fail fast; exact limits live in the domain.
 _NAME = Field(max_length=1024, examples=["example.org"])
@@ -72,8 +81,8 @@ class DomainPublic(BaseModel):
     name: str = Field(description="Lowercase IDNA A-label form, as Postfix sees it.")
     description: str
     active: bool
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
 
     @classmethod
     def of(cls, domain: Domain) -> DomainPublic:
@@ -109,8 +118,8 @@ class MailboxPublic(BaseModel):
     domain: str
     quota_mb: int
     active: bool
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
 
     @classmethod
     def of(cls, mailbox: Mailbox) -> MailboxPublic:
@@ -146,8 +155,8 @@ class AliasPublic(BaseModel):
     catch_all: bool
     destinations: list[str]
     active: bool
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
 
     @classmethod
     def of(cls, alias: Alias) -> AliasPublic:
@@ -177,8 +186,8 @@ class AliasDomainPublic(BaseModel):
     name: str
     target_domain: str
     active: bool
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
 
     @classmethod
     def of(cls, alias_domain: AliasDomain) -> AliasDomainPublic:
@@ -213,8 +222,8 @@ class RelayDomainPublic(BaseModel):
     name: str
     nexthop: str | None
     active: bool
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
 
     @classmethod
     def of(cls, relay: RelayDomain) -> RelayDomainPublic:
@@ -268,10 +277,10 @@ class TokenPublic(BaseModel):
     admin: bool
     domains: list[str]
     read_only: bool
-    created_at: datetime
-    expires_at: datetime | None = Field(description="UTC; null: never expires.")
+    created_at: UtcDateTime
+    expires_at: UtcDateTime | None = Field(description="UTC; null: never expires.")
     networks: list[str] = Field(description="Client networks it may be used from; [] = any.")
-    last_used_at: datetime | None = Field(description="UTC, to the minute.")
+    last_used_at: UtcDateTime | None = Field(description="UTC, to the minute.")
     last_used_from: str | None = Field(description="Client address of the last use.")
 
     @classmethod
@@ -312,8 +321,8 @@ class DkimKeyPublic(BaseModel):
     state: str = Field(description="active (signs), published (in DNS, waiting), retired.")
     dns_name: str = Field(description="Where the TXT record goes, e.g. mly202611._domainkey.")
     dns_value: str = Field(description="The TXT record's value.")
-    created_at: datetime
-    activated_at: datetime | None
+    created_at: UtcDateTime
+    activated_at: UtcDateTime | None
 
     @classmethod
     def of(cls, key: DkimKey, domain: str) -> DkimKeyPublic:
@@ -412,7 +421,7 @@ class QuarantineRecipientPublic(BaseModel):
 
 class QuarantineEntryPublic(BaseModel):
     mail_id: str
-    received_at: datetime = Field(description="When Amavis received it (UTC).")
+    received_at: UtcDateTime = Field(description="When Amavis received it (UTC).")
     content: str = Field(description="virus, spam or banned.")
     sender: str = Field(description="Envelope sender; empty for bounces.")
     recipients: list[QuarantineRecipientPublic] = Field(
@@ -562,7 +571,7 @@ class HeldMessagePublic(BaseModel):
     reason: str = Field(
         description="Why Mailman held it, e.g. 'The message is not from a list member'."
     )
-    received: datetime | None = Field(description="When it was held (UTC).")
+    received: UtcDateTime | None = Field(description="When it was held (UTC).")
 
     @classmethod
     def of(cls, message: HeldMessage) -> HeldMessagePublic:

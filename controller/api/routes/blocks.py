@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from fastapi import APIRouter, Path, Response, status
 from pydantic import BaseModel, Field
 
 from controller.api.deps import ContextDep, PageDep
-from controller.api.schemas import Page, page_of
+from controller.api.schemas import Page, UtcDateTime, page_of
 from controller.db.models import LoginBlock
 from controller.domain import blocks
 
@@ -21,10 +19,10 @@ class BlockPublic(BaseModel):
         examples=["192.0.2.7", "2001:db8:1:2::/64"],
     )
     failures: int = Field(description="Failed logins counted in the window that led to it.")
-    first_failure_at: datetime = Field(description="Start of that window (UTC).")
-    last_failure_at: datetime = Field(description="The last failed login (UTC).")
-    blocked_at: datetime | None = Field(description="When the block began (UTC).")
-    blocked_until: datetime | None = Field(
+    first_failure_at: UtcDateTime = Field(description="Start of that window (UTC).")
+    last_failure_at: UtcDateTime = Field(description="The last failed login (UTC).")
+    blocked_at: UtcDateTime | None = Field(description="When the block began (UTC).")
+    blocked_until: UtcDateTime | None = Field(
         description="When it ends by itself (UTC), unless lifted first."
     )
     last_username: str = Field(description="The last user name tried (at most 64 characters).")

@@ -13,7 +13,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 
-from controller.api.deps import ContextDep, PageDep
+from controller.api.deps import ContextDep, PageDep, RowId
 from controller.api.schemas import (
     HeldMessageModerate,
     HeldMessageModerated,
@@ -146,7 +146,7 @@ def moderate_held(
     ctx: ContextDep,
     backend: ListsDep,
     address: Address,
-    held_id: int,
+    held_id: RowId,
     body: HeldMessageModerate,
 ) -> HeldMessageModerated:
     """accept posts it to the list, discard drops it, reject drops it and tells the

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
 from pydantic import BaseModel, Field
 
-from controller.api.deps import PageDep, PrincipalDep
+from controller.api.deps import PageDep, PrincipalDep, RowId
 from controller.api.schemas import Page
 from controller.domain.access import Principal
 from controller.domain.mail_settings import MailSettings, public_values
@@ -112,7 +112,13 @@ def plan(
     return engine.plan(request.settings, replace=request.replace)
 
 
-@router.post("/config/reconcile")
+@router.post(
+    "/config/reconcile",
+    responses={
+        200: {"description": "The apply that brought the containers to the desired release."},
+        204: {"description": "Every container already ran the desired release."},
+    },
+)
 def reconcile(engine: EngineDep, principal: PrincipalDep, response: Response) -> dict[str, Any]:
     """Bring every container to the desired release now (the controller also does this
     periodically). 204 when everything already ran it."""
@@ -142,6 +148,6 @@ def list_applies(
 
 
 @router.get("/config/applies/{apply_id}")
-def get_apply(engine: EngineDep, principal: PrincipalDep, apply_id: int) -> dict[str, Any]:
+def get_apply(engine: EngineDep, principal: PrincipalDep, apply_id: RowId) -> dict[str, Any]:
     _admin(principal, "read applies", write=False)
     return engine.get_apply(apply_id)

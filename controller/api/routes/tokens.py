@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 
-from controller.api.deps import ContextDep, PageDep
+from controller.api.deps import ContextDep, PageDep, RowId
 from controller.api.schemas import Page, TokenCreate, TokenCreated, TokenPublic, page_of
 from controller.domain import tokens
 
@@ -33,11 +33,11 @@ def create_token(ctx: ContextDep, body: TokenCreate) -> TokenCreated:
 
 
 @router.get("/{token_id}")
-def get_token(ctx: ContextDep, token_id: int) -> TokenPublic:
+def get_token(ctx: ContextDep, token_id: RowId) -> TokenPublic:
     return TokenPublic.of(tokens.get_token(ctx, token_id))
 
 
 @router.delete("/{token_id}", status_code=status.HTTP_204_NO_CONTENT)
-def revoke_token(ctx: ContextDep, token_id: int) -> Response:
+def revoke_token(ctx: ContextDep, token_id: RowId) -> Response:
     tokens.revoke_token(ctx, token_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

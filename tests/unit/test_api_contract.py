@@ -1,0 +1,50 @@
+"""The API keeps the contract its OpenAPI schema states (issue 15, found by schemathesis):
+no server error for numbers the database cannot hold, RFC 3339 timestamps with an offset.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+from fastapi.testclient import TestClient
+
+HUGE = "99999999999999999999"
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/api/v1/alias-domains", "/api/v1/config/applies", "/api/v1/domains", "/api/v1/tokens"],
+)
+def test_an_offset_beyond_what_the_database_holds_is_a_422(admin: TestClient, path: str) -> None:
+    response = admin.get(path, params={"offset": HUGE})
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+
+
+@pytest.mark.parametrize("path", ["/api/v1/tokens/{}", "/api/v1/config/applies/{}"])
+def test_an_id_beyond_what_the_database_holds_is_a_422(admin: TestClient, path: str) -> None:
+    response = admin.get(path.format(HUGE))
+    assert response.status_code == 422, response.text
+
+
+def test_timestamps_carry_their_offset(admin: TestClient) -> None:
+    created = admin.post("/api/v1/domains", json={"name": "example.org"})
+    assert created.status_code == 201, created.text
+    for field in ("created_at", "updated_at"):
+        moment = datetime.fromisoformat(created.json()[field])
+        assert moment.utcoffset() is not None, created.json()[field]
+    tokens = admin.get("/api/v1/tokens").json()["items"]
+    assert all(datetime.fromisoformat(t["created_at"]).utcoffset() is not None for t in tokens)
+
+
+def test_a_method_not_allowed_names_the_allowed_ones(admin: TestClient) -> None:
+    response = admin.put("/api/v1/domains")
+    assert response.status_code == 405
+    assert set(response.headers["allow"].replace(" ", "").split(",")) == {"GET", "POST"}
+
+
+def test_every_status_a_route_answers_is_documented(admin: TestClient) -> None:
+    schema = admin.get("/openapi.json").json()
+    reconcile = schema["paths"]["/api/v1/config/reconcile"]["post"]["responses"]
+    assert {"200", "204"} <= set(reconcile)
