@@ -25,8 +25,8 @@ from typing import Any
 
 from controller.domain import domains, mailboxes, tokens
 from controller.domain.access import SYSTEM, Context
-from controller.domain.errors import InvalidInput, MailyardError
 from controller.domain.pagination import MAX_LIMIT, PageRequest
+from controller.errors import InvalidInput, MailyardError
 from controller.settings import Settings, get_settings
 
 

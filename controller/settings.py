@@ -10,8 +10,8 @@ from typing import Literal
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from controller.domain.errors import InvalidInput
 from controller.domain.validation import normalize_domain, normalize_nexthop
+from controller.errors import InvalidInput
 
 _REPO_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 

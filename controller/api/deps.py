@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from controller.api.guard import NO_CREDENTIALS, PRINCIPAL
 from controller.domain.access import Context, Effects, Principal
-from controller.domain.errors import Unauthenticated
 from controller.domain.pagination import DEFAULT_LIMIT, MAX_LIMIT, PageRequest
+from controller.errors import Unauthenticated
 
 _bearer = HTTPBearer(auto_error=False, description="A Mailyard API token: mailyard_<id>_<secret>")
 
@@ -56,7 +56,7 @@ ContextDep = Annotated[Context, Depends(get_context)]
 # overflowed into a 500).
 MAX_ROW_NUMBER = 2**31 - 1
 
-RowId = Annotated[int, Path(ge=1, le=MAX_ROW_NUMBER, description="The object's number.")]
+RowId = Annotated[int, Path(ge=0, le=MAX_ROW_NUMBER, description="The object's number.")]
 
 
 def get_page(

@@ -35,8 +35,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from controller.api.problems import problem
 from controller.api.throttle import AuthFailureLimiter, client_key
 from controller.domain.access import Principal
-from controller.domain.errors import Unauthenticated
 from controller.domain.tokens import TOKEN_PREFIX, authenticate
+from controller.errors import Unauthenticated
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from controller.domain.errors import (
+from controller.errors import (
     Conflict,
     Forbidden,
     InvalidInput,

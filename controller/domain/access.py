@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
-from controller.domain.errors import Forbidden
 from controller.domain.list_service import ListsBackend
+from controller.errors import Forbidden
 
 if TYPE_CHECKING:
     from controller.domain.dkim import KeyStore

@@ -8,10 +8,10 @@ from sqlalchemy.exc import IntegrityError
 
 from controller.db.models import AliasDomain, Domain
 from controller.domain.access import Context
-from controller.domain.errors import Conflict, InvalidInput, NotFound
 from controller.domain.namespace import ensure_domain_name_free
 from controller.domain.pagination import Page, PageRequest, paginate
 from controller.domain.validation import normalize_domain
+from controller.errors import Conflict, InvalidInput, NotFound
 
 
 def _visible_alias_domain(ctx: Context, name: str) -> AliasDomain:

@@ -11,9 +11,9 @@ from sqlalchemy.exc import IntegrityError
 from controller.db.models import Alias, AliasDestination, Domain, Mailbox
 from controller.domain.access import Context
 from controller.domain.domains import require_hosted_domain, restrict_to_visible_domains
-from controller.domain.errors import Conflict, InvalidInput, NotFound
 from controller.domain.pagination import Page, PageRequest, paginate
 from controller.domain.validation import Address, parse_address
+from controller.errors import Conflict, InvalidInput, NotFound
 
 # Postfix expands at most virtual_alias_expansion_limit (1000) addresses; an alias with
 # more destinations than this is better served by a mailing list.

@@ -16,8 +16,8 @@ from sqlalchemy import select
 
 from controller.db.models import LoginBlock, utcnow
 from controller.domain.access import Context
-from controller.domain.errors import Action, InvalidInput, NotFound
 from controller.domain.pagination import Page, PageRequest, paginate
+from controller.errors import Action, InvalidInput, NotFound
 
 # One IPv6 client usually holds a whole /64 (SLAAC, privacy addresses), so that is what
 # the policy server counts and blocks.

@@ -41,8 +41,8 @@ from sqlalchemy.orm import Session
 
 from controller.db.models import DkimKey, Domain, utcnow
 from controller.domain.access import Context
-from controller.domain.errors import Action, Conflict, InvalidInput, NotFound
 from controller.domain.validation import normalize_domain
+from controller.errors import Action, Conflict, InvalidInput, NotFound
 from controller.services.rendering import hand_to_group
 
 OPENDKIM_GID = 222

@@ -19,11 +19,11 @@ from controller.db.models import (
 )
 from controller.domain import dkim
 from controller.domain.access import Context
-from controller.domain.errors import Action, Conflict, InvalidInput, MailyardError, NotFound
 from controller.domain.list_service import ListsBackend, ListServiceNotConfigured
 from controller.domain.namespace import ensure_domain_name_free
 from controller.domain.pagination import Page, PageRequest, paginate
 from controller.domain.validation import check_text, normalize_domain
+from controller.errors import Action, Conflict, InvalidInput, MailyardError, NotFound
 
 SelectT = TypeVar("SelectT", bound=Select[Any])
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from sqlalchemy import delete
 from controller.db.models import FILTER_SPAM_ACTIONS, FILTER_VIRUS_ACTIONS, DomainFilterPolicy
 from controller.domain.access import Context
 from controller.domain.domains import get_domain
-from controller.domain.errors import InvalidInput
+from controller.errors import InvalidInput
 
 # Fixed names, one `%banned_rules` entry each in the Amavis configuration.
 BANNED_CATEGORIES = (

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Protocol
 
-from controller.domain.errors import Unavailable
+from controller.errors import Unavailable
 
 SERVICE = "the mailing list service (mailman-core)"
 ROLES = ("member", "owner", "moderator")

@@ -20,7 +20,6 @@ from sqlalchemy import select
 from controller.db.models import Alias, Mailbox
 from controller.domain.access import Context
 from controller.domain.domains import get_domain
-from controller.domain.errors import Conflict, InvalidInput, MailyardError, NotFound, Unavailable
 from controller.domain.list_service import (
     HELD_ACTIONS,
     ROLES,
@@ -32,6 +31,7 @@ from controller.domain.list_service import (
 )
 from controller.domain.pagination import Page, PageRequest
 from controller.domain.validation import Address, check_text, parse_address
+from controller.errors import Conflict, InvalidInput, MailyardError, NotFound, Unavailable
 
 log = logging.getLogger(__name__)
 

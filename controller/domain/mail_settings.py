@@ -28,8 +28,8 @@ from pydantic import (
     model_validator,
 )
 
-from controller.domain.errors import Action, InvalidInput
 from controller.domain.validation import normalize_domain, normalize_nexthop
+from controller.errors import Action, InvalidInput
 
 MIB = 1024 * 1024
 # Patterns are used with fullmatch(): `$` would accept a trailing newline.

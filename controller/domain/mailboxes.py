@@ -11,7 +11,6 @@ from sqlalchemy.exc import IntegrityError
 from controller.db.models import Alias, Domain, Mailbox
 from controller.domain.access import Context
 from controller.domain.domains import require_hosted_domain, restrict_to_visible_domains
-from controller.domain.errors import Conflict, InvalidInput, NotFound
 from controller.domain.pagination import Page, PageRequest, paginate
 from controller.domain.passwords import hash_password
 from controller.domain.setting_rows import stored_or_default
@@ -20,6 +19,7 @@ from controller.domain.validation import (
     check_quota_mb,
     parse_address,
 )
+from controller.errors import Conflict, InvalidInput, NotFound
 
 
 def _visible_mailbox(ctx: Context, address: str) -> Mailbox:

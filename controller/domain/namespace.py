@@ -6,7 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controller.db.models import AliasDomain, Domain, RelayDomain
-from controller.domain.errors import Conflict
+from controller.errors import Conflict
 
 _CLASSES: tuple[tuple[type[Domain] | type[AliasDomain] | type[RelayDomain], str], ...] = (
     (Domain, "a hosted domain"),

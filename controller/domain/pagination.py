@@ -9,7 +9,7 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from controller.domain.errors import InvalidInput
+from controller.errors import InvalidInput
 
 T = TypeVar("T")
 

@@ -18,9 +18,9 @@ from sqlalchemy import Select, delete, select, update
 
 from controller.db.models import AmavisMaddr, AmavisMsg, AmavisMsgRcpt, AmavisQuarantine
 from controller.domain.access import Context
-from controller.domain.errors import InvalidInput, NotFound
 from controller.domain.pagination import Page, PageRequest, paginate
 from controller.domain.validation import normalize_domain, parse_address
+from controller.errors import InvalidInput, NotFound
 
 # msgs.content -> what the API calls it. S: at the kill level, Y: at the tag2 level.
 CONTENT_TYPES = {"V": "virus", "B": "banned", "S": "spam", "Y": "spam"}

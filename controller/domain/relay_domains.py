@@ -11,10 +11,10 @@ from sqlalchemy.exc import IntegrityError
 
 from controller.db.models import ApiTokenRelayDomain, RelayDomain
 from controller.domain.access import Context
-from controller.domain.errors import Conflict, InvalidInput, NotFound
 from controller.domain.namespace import ensure_domain_name_free
 from controller.domain.pagination import Page, PageRequest, paginate
 from controller.domain.validation import normalize_domain, normalize_nexthop
+from controller.errors import Conflict, InvalidInput, NotFound
 
 _UNSET = object()
 

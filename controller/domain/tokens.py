@@ -34,9 +34,9 @@ from controller.db.models import (
     utcnow,
 )
 from controller.domain.access import Context, Principal
-from controller.domain.errors import Action, InvalidInput, NotFound, Unauthenticated
 from controller.domain.pagination import Page, PageRequest, paginate
 from controller.domain.validation import check_text, normalize_domain
+from controller.errors import Action, InvalidInput, NotFound, Unauthenticated
 
 TOKEN_PREFIX = "mailyard"  # noqa: S105 - a label, not a secret
 BOOTSTRAP_STATE_KEY = "bootstrap_admin_token_id"

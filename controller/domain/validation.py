@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import idna
 from email_validator import EmailNotValidError, validate_email
 
-from controller.domain.errors import InvalidInput
+from controller.errors import InvalidInput
 
 MAX_DOMAIN_LENGTH = 253
 MAX_ADDRESS_LENGTH = 254  # RFC 5321 path limit (256) minus the angle brackets

@@ -42,7 +42,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from controller.db.grants import grant_mailman_routing
 from controller.db.models import ConfigApply, utcnow
-from controller.domain.errors import Conflict, InvalidInput, NotFound, Unavailable
 from controller.domain.mail_settings import (
     SECRET_SETTINGS,
     MailSettings,
@@ -54,6 +53,7 @@ from controller.domain.mail_settings import (
 from controller.domain.pagination import Page, PageRequest, paginate
 from controller.domain.setting_rows import load_stored, save_stored
 from controller.engine.desired import desired_releases, managed_services, secret_values
+from controller.errors import Conflict, InvalidInput, NotFound, Unavailable
 from controller.runtime import Replica, Runtime
 from controller.services.certificates import ensure_certificate
 from controller.services.certificates import restore as restore_certificate

@@ -25,9 +25,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from controller.domain.errors import Action, MailyardError, Unavailable
 from controller.domain.mail_settings import MailSettings
 from controller.engine.apply import ConfigEngine
+from controller.errors import Action, MailyardError, Unavailable
 from controller.runtime import Runtime
 from controller.services import certificates as files
 from controller.services.acme_client import (

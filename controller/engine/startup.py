@@ -15,9 +15,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from controller.db.grants import apply_service_grants, grant_mailman_routing
 from controller.db.migrate import upgrade_to_head
 from controller.domain import dkim
-from controller.domain.errors import MailyardError
 from controller.domain.tokens import bootstrap_admin_token
 from controller.engine.apply import ConfigEngine
+from controller.errors import MailyardError
 from controller.services.secret_files import write_secret
 from controller.settings import Settings
 

@@ -18,7 +18,7 @@ import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from controller.domain.errors import Unavailable
+from controller.errors import Unavailable
 
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _FORBIDDEN_IN_VALUE = frozenset("\r\n\x00")

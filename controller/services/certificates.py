@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from controller.domain.errors import InvalidInput
+from controller.errors import InvalidInput
 
 KEY_FILE = "privkey.pem"
 CHAIN_FILE = "fullchain.pem"

@@ -4,7 +4,7 @@ Mailman 3 core (the `mailman-core` container, docs/design/mailman.md) owns every
 list state: lists, settings, members and their roles, held messages. The controller keeps
 no copy; it reads and changes that state through Mailman's REST API, here. The rest of
 the controller sees the `ListsBackend` protocol and the plain dataclasses below, and gets
-errors as its own (controller.domain.errors), written for a person:
+errors as its own (controller.errors), written for a person:
 
 - Mailman unreachable, too slow, failing (5xx) or refusing our credentials:
   `ListServiceUnavailable` (503); no REST password file yet: `ListServiceNotConfigured`
@@ -30,7 +30,6 @@ from urllib.error import HTTPError
 import requests
 from mailmanclient import Client, MailmanConnectionError  # type: ignore[import-untyped]
 
-from controller.domain.errors import Conflict, InvalidInput, NotFound
 from controller.domain.list_service import (
     DELIVERY_OFF,
     DELIVERY_ON,
@@ -43,6 +42,7 @@ from controller.domain.list_service import (
     ListSettings,
     MemberPage,
 )
+from controller.errors import Conflict, InvalidInput, NotFound
 from controller.services.secret_files import read_secret
 
 log = logging.getLogger(__name__)

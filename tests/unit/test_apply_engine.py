@@ -23,11 +23,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from controller.db.models import ConfigApply
-from controller.domain.errors import Conflict, InvalidInput, Unavailable
 from controller.domain.mail_settings import MIB
 from controller.domain.setting_rows import load_stored
 from controller.engine import apply
 from controller.engine.apply import ApplyFailed, ConfigEngine
+from controller.errors import Conflict, InvalidInput, Unavailable
 from controller.services.managed import ACTIVATE
 from controller.services.postfix import POSTFIX
 from controller.settings import Settings

@@ -22,9 +22,9 @@ from controller.db.grants import grant_statements
 from controller.db.models import Domain, LoginBlock, utcnow
 from controller.domain import blocks
 from controller.domain.access import Context, Principal
-from controller.domain.errors import Forbidden, InvalidInput, NotFound
 from controller.domain.pagination import PageRequest
 from controller.domain.tokens import issue_token
+from controller.errors import Forbidden, InvalidInput, NotFound
 from controller.settings import Settings, get_settings
 
 API = "/api/v1"
@@ -160,10 +160,10 @@ def test_api_lists_blocks_with_their_details(admin: TestClient, add: Add) -> Non
         {
             "address": "192.0.2.7",
             "failures": 23,
-            "first_failure_at": row.window_started_at.isoformat(),
-            "last_failure_at": row.last_failure_at.isoformat(),
-            "blocked_at": row.last_failure_at.isoformat(),
-            "blocked_until": (row.last_failure_at + timedelta(hours=1)).isoformat(),
+            "first_failure_at": row.window_started_at.isoformat() + "Z",
+            "last_failure_at": row.last_failure_at.isoformat() + "Z",
+            "blocked_at": row.last_failure_at.isoformat() + "Z",
+            "blocked_until": (row.last_failure_at + timedelta(hours=1)).isoformat() + "Z",
             "last_username": "bob@example.org",
             "last_protocol": "smtp",
         }

@@ -35,11 +35,11 @@ from starlette.testclient import TestClient as StarletteTestClient
 
 from controller.api.responder import responder_app
 from controller.db.models import ConfigApply
-from controller.domain.errors import InvalidInput, Unavailable
 from controller.domain.setting_rows import load_stored, save_stored
 from controller.engine import certificates as engine_module
 from controller.engine.apply import ConfigEngine
 from controller.engine.certificates import CertificateManager
+from controller.errors import InvalidInput, Unavailable
 from controller.runtime import Replica
 from controller.services import acme_client
 from controller.services import certificates as files

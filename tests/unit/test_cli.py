@@ -14,12 +14,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from controller import cli
 from controller.db.models import Mailbox
-from controller.domain.errors import Unauthenticated
 from controller.domain.mail_settings import MIB, SETTING_NAMES
 from controller.domain.passwords import verify_password
 from controller.domain.setting_rows import load_stored, save_stored
 from controller.domain.tokens import authenticate
 from controller.engine.apply import ConfigEngine
+from controller.errors import Unauthenticated
 from controller.settings import Settings, get_settings
 
 Run = Callable[..., tuple[int, str, str]]

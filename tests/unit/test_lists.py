@@ -26,8 +26,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from controller import cli
-from controller.domain.errors import Conflict, NotFound
 from controller.engine.apply import ConfigEngine
+from controller.errors import Conflict, NotFound
 from controller.main import create_app
 from controller.services.mailman import (
     HeldMessage,

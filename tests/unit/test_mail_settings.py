@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from controller.domain.errors import InvalidInput
 from controller.domain.mail_settings import (
     DEFAULT_HOSTNAME,
     MIB,
@@ -26,6 +25,7 @@ from controller.domain.mail_settings import (
     public_values,
     storable,
 )
+from controller.errors import InvalidInput
 
 RELAY = {"relayhost": "[smtp.example.net]:587"}
 

@@ -18,7 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 
-from controller.domain.errors import Unavailable
+from controller.errors import Unavailable
 from controller.services.amavis_pdp import (
     AmavisPdpClient,
     ProtocolError,
@@ -343,7 +343,7 @@ def test_the_admin_lists_every_quarantined_message_newest_first(world: World) ->
     first, second, third = response.json()["items"]
     assert first == {
         "mail_id": "spamOnlyForA",
-        "received_at": "2026-09-21T14:18:20",
+        "received_at": "2026-09-21T14:18:20Z",
         "content": "spam",
         "sender": "spammer@elsewhere.example",
         "recipients": [{"address": "alice@a.example", "released": False}],

@@ -13,9 +13,9 @@ import jinja2
 import pytest
 from pydantic import ValidationError
 
-from controller.domain.errors import InvalidInput
 from controller.domain.mail_settings import MIB, SETTING_NAMES, MailSettings, build
 from controller.engine.desired import desired_releases, secret_values
+from controller.errors import InvalidInput
 from controller.services import amavis, dovecot, opendkim, postfix, postgrey
 from controller.services.rendering import (
     MANIFEST,

@@ -13,12 +13,12 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from controller.db.models import ApiToken, ConfigApply, DkimKey, Domain
-from controller.domain.errors import Unauthenticated
 from controller.domain.mail_settings import MIB
 from controller.domain.setting_rows import save_stored
 from controller.domain.tokens import authenticate
 from controller.engine.apply import ConfigEngine
 from controller.engine.startup import ADMIN_TOKEN_FILE, prepare
+from controller.errors import Unauthenticated
 from controller.services import dovecot, postfix
 from controller.settings import Settings
 

@@ -101,21 +101,21 @@ def test_the_scope_is_stored_as_row_ids(admin: TestClient, make: Any, engine: En
 
 # --- expiry --------------------------------------------------------------------------------
 def test_expires_in_days_sets_the_expiry(admin: TestClient) -> None:
-    before = utcnow()
+    before = datetime.now(UTC)
     token = _create(admin, admin=True, expires_in_days=30)
-    expires = datetime.fromisoformat(token["expires_at"])
+    expires = datetime.fromisoformat(token["expires_at"])  # with its offset (RFC 3339)
     assert before + timedelta(days=30) - timedelta(seconds=1) <= expires
-    assert expires <= utcnow() + timedelta(days=30)
+    assert expires <= datetime.now(UTC) + timedelta(days=30)
 
 
 def test_expires_at_is_stored_in_utc(admin: TestClient) -> None:
     moment = (datetime.now(UTC) + timedelta(days=40)).replace(microsecond=0)
     offset = moment.astimezone(timezone(timedelta(hours=2))).isoformat()
     token = _create(admin, admin=True, expires_at=offset)
-    assert token["expires_at"] == moment.replace(tzinfo=None).isoformat()
+    assert token["expires_at"] == moment.replace(tzinfo=None).isoformat() + "Z"
     naive = (utcnow() + timedelta(days=2)).replace(microsecond=0)
     token = _create(admin, admin=True, expires_at=naive.isoformat())
-    assert token["expires_at"] == naive.isoformat()
+    assert token["expires_at"] == naive.isoformat() + "Z"  # a time without offset is UTC
 
 
 def test_an_expired_token_is_refused_and_says_so(

@@ -18,9 +18,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from controller import cli
-from controller.domain.errors import Action, InvalidInput, NotFound
 from controller.domain.mail_settings import MailSettings, build
 from controller.domain.setting_rows import load_stored
+from controller.errors import Action, InvalidInput, NotFound
 from controller.settings import Settings, get_settings
 
 API = "/api/v1"

@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from controller.domain.errors import InvalidInput
 from controller.domain.validation import (
     MAX_QUOTA_MB,
     Address,
@@ -18,6 +17,7 @@ from controller.domain.validation import (
     normalize_nexthop,
     parse_address,
 )
+from controller.errors import InvalidInput
 
 # A 253-character name (the DNS maximum) built from labels of at most 63 characters.
 DOMAIN_253 = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 61])

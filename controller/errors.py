@@ -1,4 +1,7 @@
-"""The one error hierarchy of the domain layer; HTTP statuses are mapped at the API edge.
+"""The one error hierarchy of the controller; HTTP statuses are mapped at the API edge.
+
+It sits below every layer (domain, engine, services, runtime): a service that fails raises
+the same errors a use case does, without importing the domain layer.
 
 An error is read by a person who came in one of two ways: the REST API or the `mailyard`
 command. Its `message` says what is wrong and what to do in words that fit both ("create
