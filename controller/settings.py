@@ -25,8 +25,10 @@ class Settings(BaseSettings):
     environment.
     """
 
+    # Frozen: read once at start. What the controller learns while it runs lives in the
+    # engine (controller.engine.desired.LearnedState) or the database.
     model_config = SettingsConfigDict(
-        env_prefix="MAILYARD_", extra="ignore", validate_assignment=True
+        env_prefix="MAILYARD_", extra="ignore", frozen=True, populate_by_name=True
     )
 
     hostname: str = Field(
@@ -155,8 +157,9 @@ class Settings(BaseSettings):
     )
     mailman_routing: bool = Field(
         default=False,
-        description="Whether Postfix routes list addresses to Mailman; the controller "
-        "turns it on once Mailman's list table exists and Postfix may read it.",
+        description="Whether Postfix routes list addresses to Mailman from the start; the "
+        "controller turns it on by itself (its own state, not this setting) once Mailman's "
+        "list table exists and Postfix may read it.",
     )
     mailman_wait_seconds: float = Field(
         default=90.0,

@@ -52,7 +52,12 @@ from controller.domain.mail_settings import (
 )
 from controller.domain.pagination import Page, PageRequest, paginate
 from controller.domain.setting_rows import load_stored, save_stored
-from controller.engine.desired import desired_releases, managed_services, secret_values
+from controller.engine.desired import (
+    LearnedState,
+    desired_releases,
+    managed_services,
+    secret_values,
+)
 from controller.errors import Conflict, InvalidInput, NotFound, Unavailable
 from controller.runtime import Replica, Runtime
 from controller.services.certificates import ensure_certificate
@@ -149,6 +154,7 @@ class ConfigEngine:
         self.settle = settle
         self._lock = threading.Lock()
         self._failed_targets: set[tuple[str, ...]] = set()
+        self.learned = LearnedState(settings.mailman_routing, settings.list_network)
 
     # --- settings ---------------------------------------------------------------------
 
@@ -211,7 +217,7 @@ class ConfigEngine:
         old = build(stored, self.first_start_defaults())
         new = self._propose(stored, values or {}, replace=replace)
         self._learn_list_network()
-        releases = desired_releases(self.settings, new)
+        releases = desired_releases(self.settings, new, self.learned)
         redact = sorted(
             set(secret_values(self.settings, old) + secret_values(self.settings, new)),
             key=len,
@@ -272,13 +278,13 @@ class ConfigEngine:
         """Called when a list is created: if Postfix does not route list addresses yet
         (Mailman made its table after the last reconcile), do it now, so that mail to
         the new list is never refused as an unknown address."""
-        if not self.settings.mailman_routing:
+        if not self.learned.mailman_routing:
             self.reconcile(trigger="lists")
 
     def _enable_list_routing(self) -> None:
         """Postfix looks list addresses up in Mailman's table only once it may read it
         (a failing lookup would defer all mail); checked until Mailman has made it."""
-        if self.settings.mailman_routing:
+        if self.learned.mailman_routing:
             return
         try:
             with self.sessions.begin() as session:
@@ -288,7 +294,7 @@ class ConfigEngine:
             return
         if ready:
             log.info("Mailman's list table is there: Postfix routes list addresses to Mailman")
-            self.settings.mailman_routing = True
+            self.learned.mailman_routing = True
 
     def _recover_interrupted(self) -> None:
         with self.sessions.begin() as session:
@@ -373,7 +379,7 @@ class ConfigEngine:
     def _stage(self, target: MailSettings) -> list[ServiceRollout]:
         """Write the desired releases (not live) and work out which services need them."""
         self._learn_list_network()
-        releases = desired_releases(self.settings, target)
+        releases = desired_releases(self.settings, target, self.learned)
         rollouts = []
         for service in managed_services(self.settings):
             store = ReleaseStore(self.settings.config_dir / service.name)
@@ -619,13 +625,13 @@ class ConfigEngine:
     def _learn_list_network(self) -> None:
         """OpenDKIM signs Mailman's list mail by its network (the `lists` network, whose
         subnet Docker chose): read it once, when it is not configured."""
-        if self.settings.list_network is not None or self.runtime is None:
+        if self.learned.list_network is not None or self.runtime is None:
             return
         subnet = self.runtime.network_subnet("lists")
         if subnet is None:
             log.warning("the lists network is unknown: list mail will not be DKIM-signed")
             return
-        self.settings.list_network = str(subnet)
+        self.learned.list_network = str(subnet)
 
     def _postfix_networks(self) -> list[tuple[str, ipaddress.IPv4Network]]:
         """The compose networks Postfix's containers are on (none without a runtime)."""

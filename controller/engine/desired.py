@@ -8,6 +8,7 @@ nonce).
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from controller.db.grants import MAILMAN_DATABASE
@@ -79,7 +80,23 @@ def managed_services(settings: Settings) -> tuple[ManagedService, ...]:
     return tuple(services)
 
 
-def desired_releases(settings: Settings, mail: MailSettings) -> dict[str, Release]:
+@dataclass
+class LearnedState:
+    """What the controller learns about its stack while it runs. Process settings stay as
+    they were read at start; these facts start from them (MAILYARD_MAILMAN_ROUTING,
+    MAILYARD_LIST_NETWORK) and are then owned by the ConfigEngine."""
+
+    # Postfix routes list addresses to Mailman once Mailman's table exists and Postfix
+    # may read it (controller/db/grants.py).
+    mailman_routing: bool = False
+    # CIDR of the stack's `lists` network: OpenDKIM signs the list mail sent from it.
+    list_network: str | None = None
+
+
+def desired_releases(
+    settings: Settings, mail: MailSettings, learned: LearnedState | None = None
+) -> dict[str, Release]:
+    learned = learned or LearnedState(settings.mailman_routing, settings.list_network)
     common = _common_context(settings, mail)
     password = mail.relayhost_password
     postfix_context = {
@@ -99,7 +116,7 @@ def desired_releases(settings: Settings, mail: MailSettings) -> dict[str, Releas
         "opendkim_ports": [opendkim.MILTER_PORT, opendkim.MILTER_PORT_ED25519],
         "sender_milter_socket": postfix.SENDER_MILTER_SOCKET,
         "postgrey_host": settings.postgrey_host,
-        "mailman_routing": settings.mailman_routing,
+        "mailman_routing": learned.mailman_routing,
         "mailman_host": settings.mailman_host,
         "mailman_lmtp_port": MAILMAN_LMTP_PORT,
         "mailman_db_name": MAILMAN_DATABASE,
@@ -149,7 +166,7 @@ def desired_releases(settings: Settings, mail: MailSettings) -> dict[str, Releas
         amavis.SERVICE: amavis_context,
         postgrey.SERVICE: common,
         opendkim.SERVICE: opendkim.context(
-            list_network=settings.list_network,
+            list_network=learned.list_network,
             db_host=settings.db_host,
             db_port=settings.db_port,
             db_name=settings.db_name,

@@ -76,13 +76,13 @@ def test_the_filter_choice_decides_what_mail_depends_on(
     settings: Settings, runtime: FakeRuntime
 ) -> None:
     runtime.health_reports["mailyard-clamav-1"] = ContainerHealth("unhealthy", NO_SIGNATURES)
-    settings.filter_mode = "no-clamav"
+    settings = settings.model_copy(update={"filter_mode": "no-clamav"})
     assert check_mail_status(settings, runtime, _database_answers).state == "flowing"
     runtime.health_reports["mailyard-amavis-1"] = ContainerHealth("unhealthy", "port closed")
     held = check_mail_status(settings, runtime, _database_answers)
     assert held.state == "held"
     assert "Amavis" in held.summary
-    settings.filter_mode = "off"
+    settings = settings.model_copy(update={"filter_mode": "off"})
     assert check_mail_status(settings, runtime, _database_answers).state == "flowing"
 
 

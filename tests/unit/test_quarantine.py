@@ -18,6 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 
+from controller.engine.apply import ConfigEngine
 from controller.errors import Unavailable
 from controller.services.amavis_pdp import (
     AmavisPdpClient,
@@ -289,11 +290,12 @@ class World:
 
 
 @pytest.fixture
-def amavis_settings(settings: Settings, amavis: FakeAmavis) -> Settings:
-    """The controller's settings, pointing AM.PDP at the fake Amavis."""
-    settings.amavis_pdp_host = "127.0.0.1"
-    settings.amavis_pdp_port = amavis.port
-    return settings
+def settings(settings: Settings, amavis: FakeAmavis) -> Settings:
+    """The controller's settings, pointing AM.PDP at the fake Amavis (process settings
+    are frozen: a copy, which the app and the engine here are built from)."""
+    return settings.model_copy(
+        update={"amavis_pdp_host": "127.0.0.1", "amavis_pdp_port": amavis.port}
+    )
 
 
 @pytest.fixture
@@ -302,7 +304,6 @@ def world(
     admin: TestClient,
     client_for: Callable[[str], TestClient],
     engine: Engine,
-    amavis_settings: Settings,
 ) -> World:
     make.domain("a.example")
     make.domain("b.example")
@@ -479,8 +480,10 @@ def test_amavis_refusing_is_503_and_nothing_is_marked(
     assert world.stored.release_status("virusForBoth") == [" ", " "]
 
 
-def test_amavis_down_is_503(world: World, settings: Settings, problem: Problem) -> None:
-    settings.amavis_pdp_port = _closed_port()
+def test_amavis_down_is_503(
+    world: World, config_engine: ConfigEngine, settings: Settings, problem: Problem
+) -> None:
+    config_engine.settings = settings.model_copy(update={"amavis_pdp_port": _closed_port()})
     problem(
         world.admin.post(f"{API}/quarantine/virusForBoth/release"),
         503,

@@ -11,6 +11,7 @@ from typing import Any
 
 import jinja2
 import pytest
+from process_settings import changed
 from pydantic import ValidationError
 
 from controller.domain.mail_settings import MIB, SETTING_NAMES, MailSettings, build
@@ -71,7 +72,7 @@ def _doveadm_key(settings: Settings) -> str:
 # --- the desired releases ------------------------------------------------------------------
 def test_postfix_release_has_main_master_and_every_sql_map(settings: Settings) -> None:
     # With list routing on (Mailman's table exists), every rendered map is in use.
-    settings.mailman_routing = True
+    settings = changed(settings, mailman_routing=True)
     files = _files(_desired(settings)[postfix.SERVICE])
     sql_files = {path for path in files if path.startswith("sql/")}
     assert {"main.cf", "master.cf"} <= set(files)
@@ -95,7 +96,7 @@ def test_main_cf_trusts_only_the_container_itself(settings: Settings) -> None:
 
 
 def test_relayhost_is_normalised_into_main_cf(settings: Settings) -> None:
-    settings.relayhost = "[SMTP.Example.net]:587"
+    settings = changed(settings, relayhost="[SMTP.Example.net]:587")
     main = _postfix_settings(_files(_desired(settings)[postfix.SERVICE])["main.cf"])
     assert main["relayhost"] == "[smtp.example.net]:587"
 
@@ -190,8 +191,7 @@ def test_rendering_is_deterministic(settings: Settings) -> None:
 
 def test_a_different_hostname_gives_a_different_digest(settings: Settings) -> None:
     before = _desired(settings)
-    settings.hostname = "mx.example.com"
-    after = _desired(settings)
+    after = _desired(changed(settings, hostname="mx.example.com"))
     assert before[postfix.SERVICE].digest != after[postfix.SERVICE].digest
     assert before[dovecot.SERVICE].digest != after[dovecot.SERVICE].digest
     assert "myhostname = mx.example.com" in _files(after[postfix.SERVICE])["main.cf"]
@@ -204,7 +204,7 @@ def test_a_new_database_password_gives_a_new_digest(settings: Settings) -> None:
 
 
 def test_idna_hostname_is_rendered_as_a_labels(settings: Settings) -> None:
-    settings.hostname = "Mail.München.DE"
+    settings = changed(settings, hostname="Mail.München.DE")
     main = _postfix_settings(_files(_desired(settings)[postfix.SERVICE])["main.cf"])
     assert main["myhostname"] == "mail.xn--mnchen-3ya.de"
 
@@ -226,7 +226,7 @@ def test_invalid_hostname_is_refused_before_anything_is_written(
     # The settings refuse the name when they are read, before any step can use it.
     before = sorted(tmp_path.rglob("*"))
     with pytest.raises(ValidationError) as info:
-        settings.hostname = hostname
+        changed(settings, hostname=hostname)
     assert "MAILYARD_HOSTNAME" in str(info.value)
     assert settings.hostname == "mail.example.com"
     with pytest.raises(ValidationError):
@@ -239,10 +239,9 @@ def test_invalid_hostname_is_refused_before_anything_is_written(
 def test_invalid_relayhost_is_refused(settings: Settings, relayhost: str) -> None:
     # From the environment (MAILYARD_RELAYHOST, the default until the setting is stored)
     with pytest.raises(ValidationError) as env_error:
-        settings.relayhost = relayhost
+        changed(settings, relayhost=relayhost)
     assert "MAILYARD_RELAYHOST" in str(env_error.value)
     # ... or stored through the API: nothing is rendered with it either way.
-    settings.relayhost = ""
     with pytest.raises(InvalidInput) as info:
         _desired(settings, relayhost=relayhost)
     assert info.value.message.startswith("relayhost: "), info.value.message
@@ -828,7 +827,7 @@ def test_filter_chain_routes_mail_through_amavis_and_back(settings: Settings) ->
 
 
 def test_without_the_filter_nothing_goes_to_amavis(settings: Settings) -> None:
-    settings.filter_mode = "off"
+    settings = changed(settings, filter_mode="off")
     releases = _desired(settings)
     assert amavis.SERVICE not in releases
     files = _files(releases[postfix.SERVICE])
@@ -851,7 +850,7 @@ def test_list_routing_waits_for_mailmans_table(settings: Settings) -> None:
     main = _postfix_settings(_files(_desired(settings)[postfix.SERVICE])["main.cf"])
     assert "mailman_lists" not in main["virtual_mailbox_maps"]
     assert "mailman_lists" not in main["transport_maps"]
-    settings.mailman_routing = True
+    settings = changed(settings, mailman_routing=True)
     files = _files(_desired(settings)[postfix.SERVICE])
     main = _postfix_settings(files["main.cf"])
     assert main["transport_maps"].endswith("proxy:mysql:$config_directory/sql/mailman_lists.cf")
@@ -1076,14 +1075,21 @@ def test_a_secret_with_quotes_cannot_break_the_policy_file(settings: Settings) -
 def test_opendkim_listens_on_the_milter_network_and_trusts_only_postfix_and_mailman(
     settings: Settings,
 ) -> None:
-    settings.list_network = "10.203.6.0/24"
-    files = _files(_desired(settings)[opendkim.SERVICE])
+    files = _files(_desired(changed(settings, list_network="10.203.6.0/24"))[opendkim.SERVICE])
     for name, port in (("opendkim.conf", 8891), ("opendkim-ed25519.conf", 8892)):
         conf = files[name]
         assert f"\nSocket                  inet:{port}@opendkim-milter\n" in conf
         # Postfix itself, and Mailman core's network (list mail on 10027); nobody else
         # gets mail signed without a login.
         assert "\nInternalHosts           127.0.0.1,::1,10.203.6.0/24\n" in conf
-    settings.list_network = None
     unknown = _files(_desired(settings)[opendkim.SERVICE])["opendkim.conf"]
     assert "\nInternalHosts           127.0.0.1,::1\n" in unknown
+
+
+def test_process_settings_are_read_once_and_never_changed(settings: Settings) -> None:
+    # What the controller learns while it runs (list routing, the lists network) is the
+    # engine's state (LearnedState), not a change to the process settings (issue 15).
+    with pytest.raises(ValidationError):
+        settings.mailman_routing = True
+    with pytest.raises(ValidationError):
+        settings.list_network = "10.203.6.0/24"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from process_settings import changed
 from pydantic import ValidationError
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -112,7 +113,7 @@ def test_idna_hostname_starts_and_gets_a_matching_certificate(
 ) -> None:
     # Rendering accepts an internationalised MAILYARD_HOSTNAME (as A-labels); the
     # certificate must name the same host, or the controller cannot start at all.
-    settings.hostname = "mail.münchen.de"
+    settings = changed(settings, hostname="mail.münchen.de")
     _start(settings, engine, sessions)
     assert _san(settings.certs_dir) == ["mail.xn--mnchen-3ya.de"]
 
@@ -122,7 +123,7 @@ def test_invalid_hostname_leaves_no_certificate_behind(
 ) -> None:
     # The settings refuse the name before start-up can write anything with it.
     with pytest.raises(ValidationError):
-        settings.hostname = "mail_server.example.com"
+        changed(settings, hostname="mail_server.example.com")
     assert not settings.certs_dir.exists()
     _start(settings, engine, sessions)
     assert _san(settings.certs_dir) == ["mail.example.com"]
@@ -133,7 +134,7 @@ def test_changed_hostname_replaces_our_self_signed_certificate(
 ) -> None:
     _start(settings, engine, sessions)
     assert _san(settings.certs_dir) == ["mail.example.com"]
-    settings.hostname = "mx.example.net"
+    settings = changed(settings, hostname="mx.example.net")
     _start(settings, engine, sessions)
     assert _san(settings.certs_dir) == ["mx.example.net"]
 
