@@ -338,9 +338,20 @@ class MailmanClientBackend:
             for roster in (role,) if role else ("owner", "moderator", "member"):
                 rows = mlist.get_roster(roster)
                 everyone.extend(sorted(rows, key=lambda m: str(m.rest_data.get("email"))))
-            # Delivery needs one request per member: only for the page asked for.
-            page = [self._member(member) for member in everyone[offset : offset + limit]]
-            return MemberPage(items=page, total=len(everyone))
+            # Delivery needs one request per member: only for the page asked for. A member
+            # who left between the roster and that request (a confirmed -leave, say) is
+            # no longer one; the list itself is still there.
+            page = []
+            gone = 0
+            for member in everyone[offset : offset + limit]:
+                try:
+                    page.append(self._member(member))
+                except (HTTPError, ValueError) as exc:
+                    http = exc if isinstance(exc, HTTPError) else _http_error_of(exc)
+                    if http is None or http.code != 404:
+                        raise
+                    gone += 1
+            return MemberPage(items=page, total=len(everyone) - gone)
 
         return self._call(run, missing=f"mailing list '{address}' not found")
 
