@@ -35,7 +35,7 @@ def _context(settings: Settings) -> Iterator[Context]:
     from controller import wiring
     from controller.db.session import make_engine, make_session_factory
     from controller.domain.access import Effects
-    from controller.domain.dkim import KeyStore
+    from controller.services.dkim_keys import KeyStore
     from controller.wiring import credentials_changed_hook, domains_changed_hook, lists_backend
 
     # Docker and the apply pipeline are reached only when a use case needs them, not for

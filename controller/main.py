@@ -29,11 +29,11 @@ from controller.api.routes import (
 )
 from controller.api.throttle import AuthFailureLimiter
 from controller.domain.access import Effects
-from controller.domain.dkim import KeyStore
 from controller.domain.list_service import ListsBackend
 from controller.engine.apply import ConfigEngine
 from controller.engine.certificates import CertificateManager
 from controller.engine.mail_status import MailStatusWatch
+from controller.services.dkim_keys import KeyStore
 from controller.wiring import domains_changed_hook, mail_status_check
 
 API_PREFIX = "/api/v1"

@@ -13,15 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
 from controller.domain.list_service import ListsBackend
 from controller.errors import Forbidden
-
-if TYPE_CHECKING:
-    from controller.domain.dkim import KeyStore
+from controller.services.dkim_keys import KeyStore
 
 
 @dataclass(frozen=True)

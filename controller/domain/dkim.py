@@ -25,13 +25,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import os
-import re
-import shutil
-import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
@@ -42,10 +37,9 @@ from sqlalchemy.orm import Session
 from controller.db.models import DkimKey, Domain, utcnow
 from controller.domain.access import Context
 from controller.domain.validation import normalize_domain
-from controller.errors import Action, Conflict, InvalidInput, NotFound
-from controller.services.rendering import hand_to_group
+from controller.errors import Action, Conflict, InvalidInput, NotFound, Unavailable
+from controller.services.dkim_keys import KeyStore
 
-OPENDKIM_GID = 222
 DEFAULT_ALGORITHM = "rsa-2048"
 RSA_SIZES = {"rsa-2048": 2048, "rsa-3072": 3072, "rsa-4096": 4096}
 ALGORITHMS = (*RSA_SIZES, "ed25519")
@@ -55,10 +49,7 @@ PUBLISHED = "published"
 RETIRED = "retired"
 STATES = (ACTIVE, PUBLISHED, RETIRED)
 
-# The contract allows [a-z0-9-]{1,63}; a DNS label also may not start or end with '-'.
-SELECTOR = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 SELECTOR_PREFIX = "mly"
-KEY_SUFFIX = ".key"
 # A rotation needs at most: the active key and its published successor for each type
 # (RSA, Ed25519), plus retired keys kept in DNS for a few days while signed mail is in
 # flight: about six. Ten leaves room for that and a slow clean-up, while a token that
@@ -121,65 +112,6 @@ def txt_value(algorithm: str, public_key: str) -> str:
 def record_name(selector: str) -> str:
     """The record's name relative to the domain."""
     return f"{selector}._domainkey"
-
-
-# --- private key files -------------------------------------------------------------------
-class KeyStore:
-    """The private key files in the `dkim` volume: `<root>/<domain>/<selector>.key`.
-
-    Files are 0640 and directories 0750, group 222, so only OpenDKIM's group reads them
-    (besides the controller that writes them). The group is set as the controller's user
-    is a member of it; unit tests run without it.
-    """
-
-    def __init__(self, root: Path, gid: int = OPENDKIM_GID) -> None:
-        self.root = root
-        self.gid = gid
-
-    def path(self, domain: str, selector: str) -> Path:
-        # Both parts are validated names (A-labels, SELECTOR): no '/' and no '..'.
-        if not SELECTOR.fullmatch(selector) or "/" in domain or domain.startswith("."):
-            raise ValueError(f"refusing key path for {domain!r}/{selector!r}")
-        return self.root / domain / f"{selector}{KEY_SUFFIX}"
-
-    def _directory(self, path: Path) -> None:
-        if not path.is_dir():
-            path.mkdir(parents=True, exist_ok=True)
-        self._own(path, 0o750)
-
-    def _own(self, path: Path, mode: int) -> None:
-        hand_to_group(path, self.gid)
-        os.chmod(path, mode)
-
-    def write(self, domain: str, selector: str, private_pem: bytes) -> Path:
-        """Write the key atomically: readers see no file or the whole key, never part."""
-        target = self.path(domain, selector)
-        self._directory(self.root)
-        self._directory(target.parent)
-        descriptor, temporary = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
-        try:
-            # mkstemp creates 0600; group read is added only once the group is right.
-            with os.fdopen(descriptor, "wb") as handle:
-                handle.write(private_pem)
-                handle.flush()
-                os.fsync(handle.fileno())
-            self._own(Path(temporary), 0o640)
-            os.replace(temporary, target)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
-        return target
-
-    def exists(self, domain: str, selector: str) -> bool:
-        return self.path(domain, selector).exists()
-
-    def remove(self, domain: str, selector: str) -> None:
-        self.path(domain, selector).unlink(missing_ok=True)
-
-    def remove_domain(self, domain: str) -> None:
-        if "/" in domain or domain in {"", ".", ".."}:
-            raise ValueError(f"refusing to remove keys of {domain!r}")
-        shutil.rmtree(self.root / domain, ignore_errors=True)
 
 
 # --- use cases ---------------------------------------------------------------------------
@@ -291,9 +223,16 @@ def ensure_all_domains(session: Session, store: KeyStore) -> list[str]:
     return created
 
 
-def rotate(ctx: Context, name: str, store: KeyStore, algorithm: str | None = None) -> DkimKey:
+def _key_files(ctx: Context) -> KeyStore:
+    if ctx.dkim_keys is None:
+        raise Unavailable("the DKIM key volume is not available to this process")
+    return ctx.dkim_keys
+
+
+def rotate(ctx: Context, name: str, algorithm: str | None = None) -> DkimKey:
     """A new key in state `published`: publish its record, wait for DNS (at least the
     TTL), then activate it. A domain without an active key gets it active at once."""
+    store = _key_files(ctx)
     ctx.principal.require_write()
     domain = _writable_domain(ctx, name)
     chosen = check_algorithm(algorithm or DEFAULT_ALGORITHM)
@@ -338,9 +277,10 @@ def activate(ctx: Context, name: str, selector: str) -> DkimKey:
     return key
 
 
-def delete_key(ctx: Context, name: str, selector: str, store: KeyStore) -> None:
+def delete_key(ctx: Context, name: str, selector: str) -> None:
     """Delete a key that does not sign (its DNS record should go too). An active key
     cannot be deleted: activate another one first."""
+    store = _key_files(ctx)
     ctx.principal.require_write()
     domain = _writable_domain(ctx, name)
     key = _key(ctx.session, domain, selector)

@@ -18,6 +18,7 @@ from controller.domain import dkim
 from controller.domain.tokens import bootstrap_admin_token
 from controller.engine.apply import ConfigEngine
 from controller.errors import MailyardError
+from controller.services.dkim_keys import KeyStore
 from controller.services.secret_files import write_secret
 from controller.settings import Settings
 
@@ -73,7 +74,7 @@ def prepare(
     token_file = settings.state_dir / ADMIN_TOKEN_FILE
     # Domains created before DKIM existed get a key.
     with sessions() as session:
-        signed = dkim.ensure_all_domains(session, dkim.KeyStore(settings.resolved_dkim_dir()))
+        signed = dkim.ensure_all_domains(session, KeyStore(settings.resolved_dkim_dir()))
         session.commit()
     if signed:
         log.info("created DKIM keys for %d domain(s) that had none", len(signed))

@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 
 from controller.domain import dkim
+from controller.services.dkim_keys import SELECTOR, KeyStore
 from controller.settings import Settings
 
 API = "/api/v1"
@@ -109,11 +110,11 @@ def test_selectors_are_dated_and_suffixed_when_taken() -> None:
     assert dkim.new_selector(set(), now) == "mly202611"
     assert dkim.new_selector({"mly202611"}, now) == "mly202611-2"
     assert dkim.new_selector({"mly202611", "mly202611-2"}, now) == "mly202611-3"
-    assert dkim.SELECTOR.fullmatch("mly202611-3")
+    assert SELECTOR.fullmatch("mly202611-3")
 
 
 def test_key_files_are_written_atomically_for_opendkims_group(tmp_path: Path) -> None:
-    store = dkim.KeyStore(tmp_path / "dkim")
+    store = KeyStore(tmp_path / "dkim")
     path = store.write("a.example", "mly202611", b"key")
     assert path == tmp_path / "dkim" / "a.example" / "mly202611.key"
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
@@ -278,7 +279,7 @@ def test_ensure_all_domains_fills_in_domains_without_keys(
     make.domain("a.example")
     with engine.begin() as connection:
         connection.execute(text("DELETE FROM dkim_keys"))
-    store = dkim.KeyStore(settings.resolved_dkim_dir())
+    store = KeyStore(settings.resolved_dkim_dir())
     with sessions() as session:
         assert dkim.ensure_all_domains(session, store) == ["a.example"]
         assert dkim.ensure_all_domains(session, store) == []

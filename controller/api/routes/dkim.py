@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response, status
+from fastapi import APIRouter, Body, Header, Query, Request, Response, status
 from fastapi.responses import PlainTextResponse
 
 from controller.api.deps import ContextDep
@@ -22,14 +22,6 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/domains", tags=["dkim", "dns"])
 
 
-def key_store(request: Request) -> dkim.KeyStore:
-    engine: ConfigEngine = request.app.state.config
-    return dkim.KeyStore(engine.settings.resolved_dkim_dir())
-
-
-KeyStoreDep = Annotated[dkim.KeyStore, Depends(key_store)]
-
-
 @router.get("/{name}/dkim")
 def list_dkim_keys(ctx: ContextDep, name: str) -> DkimKeys:
     domain, keys = dkim.list_keys(ctx, name)
@@ -39,13 +31,12 @@ def list_dkim_keys(ctx: ContextDep, name: str) -> DkimKeys:
 @router.post("/{name}/dkim/rotate", status_code=status.HTTP_201_CREATED)
 def rotate_dkim_key(
     ctx: ContextDep,
-    store: KeyStoreDep,
     name: str,
     body: Annotated[DkimRotate | None, Body()] = None,
 ) -> DkimKeyPublic:
     """A new key, `published`: put its record in DNS, wait for it to be visible, then
     activate it. A domain without an active key gets the new key active at once."""
-    key = dkim.rotate(ctx, name, store, body.algorithm if body else None)
+    key = dkim.rotate(ctx, name, body.algorithm if body else None)
     return DkimKeyPublic.of(key, key.domain.name)
 
 
@@ -57,9 +48,9 @@ def activate_dkim_key(ctx: ContextDep, name: str, selector: str) -> DkimKeyPubli
 
 
 @router.delete("/{name}/dkim/{selector}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_dkim_key(ctx: ContextDep, store: KeyStoreDep, name: str, selector: str) -> Response:
+def delete_dkim_key(ctx: ContextDep, name: str, selector: str) -> Response:
     """Delete a key that does not sign, and its private key file (422 for the active key)."""
-    dkim.delete_key(ctx, name, selector, store)
+    dkim.delete_key(ctx, name, selector)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
