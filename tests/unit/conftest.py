@@ -7,6 +7,7 @@ migrated database without paying for the migration again.
 
 from __future__ import annotations
 
+import io
 import shutil
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -21,13 +22,14 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy import table as sql_table
 from sqlalchemy.orm import Session, sessionmaker
 
+from controller import cli
 from controller.db.migrate import upgrade_to_head
 from controller.db.models import Mailbox
 from controller.db.session import make_engine, make_session_factory
 from controller.domain.tokens import issue_token
 from controller.engine.apply import ConfigEngine
 from controller.main import create_app
-from controller.settings import Settings
+from controller.settings import Settings, get_settings
 
 PROBLEM_JSON = "application/problem+json"
 API = "/api/v1"
@@ -250,3 +252,33 @@ def make(admin: TestClient) -> Factories:
 def _created(response: httpx.Response) -> dict[str, Any]:
     assert response.status_code == 201, response.text
     return dict(response.json())
+
+
+@pytest.fixture
+def run(
+    database_file: Path,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> Iterator[Callable[..., tuple[int, str, str]]]:
+    """Run `mailyard ARGS...` against the test database, without a terminal (stdin a
+    pipe, as under `docker compose exec -T`); returns (exit code, stdout, stderr)."""
+    monkeypatch.setenv("MAILYARD_DATABASE_URL", f"sqlite:///{database_file}")
+    monkeypatch.setenv("MAILYARD_STATE_DIR", str(settings.state_dir))
+    monkeypatch.setenv("MAILYARD_SECRETS_DIR", str(settings.secrets_dir))
+    monkeypatch.setenv("MAILYARD_CONFIG_DIR", str(settings.config_dir))
+    monkeypatch.setenv("MAILYARD_CERTS_DIR", str(settings.certs_dir))
+    monkeypatch.setenv("MAILYARD_DOVECOT_HOST", "dovecot.invalid")
+    monkeypatch.delenv("MAILYARD_DEBUG", raising=False)
+    monkeypatch.setattr("controller.wiring.connect", lambda _project=None: None)
+    get_settings.cache_clear()
+
+    def invoke(*args: str, stdin: str = "") -> tuple[int, str, str]:
+        monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+        capsys.readouterr()
+        code = cli.main(list(args))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    yield invoke
+    get_settings.cache_clear()

@@ -4,6 +4,7 @@ no server error for numbers the database cannot hold, RFC 3339 timestamps with a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 import pytest
@@ -48,3 +49,15 @@ def test_every_status_a_route_answers_is_documented(admin: TestClient) -> None:
     schema = admin.get("/openapi.json").json()
     reconcile = schema["paths"]["/api/v1/config/reconcile"]["post"]["responses"]
     assert {"200", "204"} <= set(reconcile)
+
+
+def test_the_stack_status_is_for_admin_tokens_only(
+    client: TestClient, admin: TestClient, client_for: Callable[[str], TestClient]
+) -> None:
+    # The sentence names services and queue reasons: no token, no status; a domain
+    # token manages its domains, not the stack.
+    assert client.get("/api/v1/status").status_code == 401
+    admin.post("/api/v1/domains", json={"name": "example.org"})
+    scoped = admin.post("/api/v1/tokens", json={"name": "panel", "domains": ["example.org"]})
+    assert client_for(scoped.json()["token"]).get("/api/v1/status").status_code == 403
+    assert admin.get("/api/v1/status").json()["state"] == "unknown"  # no Docker here

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import io
 import json
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 from fastapi import FastAPI
@@ -24,37 +22,6 @@ from controller.settings import Settings, get_settings
 
 Run = Callable[..., tuple[int, str, str]]
 Stored = Callable[[str], Mailbox | None]
-
-
-@pytest.fixture
-def run(
-    database_file: Path,
-    settings: Settings,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> Iterator[Run]:
-    """Run `mailyard ARGS...` and return (exit code, stdout, stderr)."""
-    monkeypatch.setenv("MAILYARD_DATABASE_URL", f"sqlite:///{database_file}")
-    monkeypatch.setenv("MAILYARD_STATE_DIR", str(settings.state_dir))
-    monkeypatch.setenv("MAILYARD_SECRETS_DIR", str(settings.secrets_dir))
-    monkeypatch.setenv("MAILYARD_CONFIG_DIR", str(settings.config_dir))
-    monkeypatch.setenv("MAILYARD_CERTS_DIR", str(settings.certs_dir))
-    # Never the Docker engine of the machine running the tests: no containers here.
-    monkeypatch.setattr("controller.wiring.connect", lambda _project=None: None)
-    # No Dovecot here: the credentials hook must find no replica to flush, not hang.
-    monkeypatch.setenv("MAILYARD_DOVECOT_HOST", "dovecot.invalid")
-    get_settings.cache_clear()
-
-    def invoke(*args: str, stdin: str | None = None) -> tuple[int, str, str]:
-        if stdin is not None:
-            monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
-        capsys.readouterr()
-        code = cli.main(list(args))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    yield invoke
-    get_settings.cache_clear()
 
 
 def test_domain_add_and_list(run: Run) -> None:

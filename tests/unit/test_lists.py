@@ -26,19 +26,19 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from controller import cli
-from controller.engine.apply import ConfigEngine
-from controller.errors import Conflict, NotFound
-from controller.main import create_app
-from controller.services.mailman import (
+from controller.domain.list_service import (
     HeldMessage,
     ListInfo,
     ListMember,
     ListServiceNotConfigured,
     ListServiceUnavailable,
     ListSettings,
-    MailmanClientBackend,
     MemberPage,
 )
+from controller.engine.apply import ConfigEngine
+from controller.errors import Conflict, NotFound
+from controller.main import create_app
+from controller.services.mailman import MailmanClientBackend
 from controller.settings import Settings, get_settings
 
 API = "/api/v1"

@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,41 +21,12 @@ from controller import cli
 from controller.domain.mail_settings import MailSettings, build
 from controller.domain.setting_rows import load_stored
 from controller.errors import Action, InvalidInput, NotFound
-from controller.settings import Settings, get_settings
+from controller.settings import get_settings
 
 API = "/api/v1"
 SETTINGS = f"{API}/settings"
 Run = Callable[..., tuple[int, str, str]]
 Problem = Callable[..., dict[str, Any]]
-
-
-@pytest.fixture
-def run(
-    database_file: Path,
-    settings: Settings,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> Iterator[Run]:
-    """Run `mailyard ARGS...` without a terminal (stdin a pipe, as under `exec -T`)."""
-    monkeypatch.setenv("MAILYARD_DATABASE_URL", f"sqlite:///{database_file}")
-    monkeypatch.setenv("MAILYARD_STATE_DIR", str(settings.state_dir))
-    monkeypatch.setenv("MAILYARD_SECRETS_DIR", str(settings.secrets_dir))
-    monkeypatch.setenv("MAILYARD_CONFIG_DIR", str(settings.config_dir))
-    monkeypatch.setenv("MAILYARD_CERTS_DIR", str(settings.certs_dir))
-    monkeypatch.setenv("MAILYARD_DOVECOT_HOST", "dovecot.invalid")
-    monkeypatch.delenv("MAILYARD_DEBUG", raising=False)
-    monkeypatch.setattr("controller.wiring.connect", lambda _project=None: None)
-    get_settings.cache_clear()
-
-    def invoke(*args: str, stdin: str = "") -> tuple[int, str, str]:
-        monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
-        capsys.readouterr()
-        code = cli.main(list(args))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    yield invoke
-    get_settings.cache_clear()
 
 
 def _one_sentence(err: str) -> str:
