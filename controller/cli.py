@@ -119,9 +119,9 @@ def cmd_serve(settings: Settings, _args: argparse.Namespace) -> int:
     import uvicorn
 
     from controller.db.session import make_engine, make_session_factory
-    from controller.engine.apply import start_reconcile_loop
     from controller.engine.certificates import CertificateManager
     from controller.engine.mail_status import MailStatusWatch
+    from controller.engine.reconcile import start_reconcile_loop
     from controller.engine.startup import prepare
     from controller.main import create_app
     from controller.wiring import (
@@ -138,7 +138,7 @@ def cmd_serve(settings: Settings, _args: argparse.Namespace) -> int:
     sessions = make_session_factory(engine)
     config = config_engine(settings, sessions)
     prepare(settings, engine, sessions, config)
-    start_reconcile_loop(config, settings.reconcile_interval)
+    start_reconcile_loop(config.reconcile, settings.reconcile_interval)
     manager = CertificateManager(settings, config, config.runtime)
     manager.start_scheduler(settings.certificate_check_interval)
     _serve_port_80(settings, manager, config)
@@ -251,10 +251,11 @@ def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
     from controller.db.grants import apply_service_grants
     from controller.db.migrate import upgrade_to_head
     from controller.db.session import make_engine
+    from controller.services.registry import database_accounts
 
     engine = make_engine(settings.resolved_database_url())
     upgrade_to_head(engine)
-    apply_service_grants(engine, settings.db_name)
+    apply_service_grants(engine, settings.db_name, database_accounts())
     print("database schema is up to date")
     return 0
 

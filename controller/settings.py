@@ -116,13 +116,9 @@ class Settings(BaseSettings):
         description="Seconds over which failed authentications are counted per client.",
     )
 
-    # Peers, by their name on the network of each audience (compose.yaml): a service on
-    # several networks is reached by the alias of the one network its listener binds to.
-    dovecot_host: str = Field(
-        default="dovecot-delivery",
-        description="Where Postfix reaches Dovecot's LMTP, SASL and quota status (all "
-        "replicas; the `delivery` network).",
-    )
+    # Where the controller itself reaches peers, by their name on the network of each
+    # audience (compose.yaml). Where the daemons reach each other is part of each
+    # service's module (controller/services/), not a setting.
     doveadm_host: str = Field(
         default="dovecot-control",
         description="Where the controller reaches Dovecot's doveadm HTTP API (all "
@@ -135,10 +131,6 @@ class Settings(BaseSettings):
         description="Content filter: full (Amavis with SpamAssassin and ClamAV), "
         "no-clamav (SpamAssassin only; ClamAV needs 1.2-2.4 GiB of RAM) or off.",
     )
-    amavis_host: str = Field(
-        default="amavis-filter",
-        description="Where Postfix hands mail to Amavis (the `filter` network).",
-    )
     amavis_pdp_host: str = Field(
         default="amavis-control",
         description="Where the controller reaches Amavis's AM.PDP port (quarantine "
@@ -146,14 +138,6 @@ class Settings(BaseSettings):
     )
     amavis_pdp_port: int = Field(
         default=9998, description="Amavis's AM.PDP port (quarantine release)."
-    )
-    reinject_host: str = Field(
-        default="postfix-filter",
-        description="Where Amavis re-injects filtered mail into Postfix (port 10025, the "
-        "`filter` network).",
-    )
-    clamd_host: str = Field(
-        default="clamav-scan", description="Where Amavis reaches clamd (the `scan` network)."
     )
     mailman_routing: bool = Field(
         default=False,
@@ -173,18 +157,6 @@ class Settings(BaseSettings):
         description="CIDR of the stack's `lists` network (Postfix and Mailman core only): "
         "OpenDKIM signs list mail that Mailman sends from there. Read from Docker when "
         "unset (MAILYARD_LIST_NETWORK).",
-    )
-    mailman_host: str = Field(
-        default="mailman-lists",
-        description="Where Postfix delivers list mail to Mailman's LMTP (the `lists` network).",
-    )
-    postgrey_host: str = Field(
-        default="postgrey-greylist",
-        description="Where Postfix asks postgrey (the `greylist` network).",
-    )
-    opendkim_host: str = Field(
-        default="opendkim-milter",
-        description="Where Postfix reaches the OpenDKIM milters (the `milter` network).",
     )
     mailman_secrets_dir: Path = Field(
         default=Path("/var/lib/mailyard-mailman-secrets"),

@@ -10,12 +10,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from controller.engine.apply import ConfigEngine
-from controller.engine.desired import doveadm_api_key
 from controller.engine.mail_status import MailStatus, check_mail_status
 from controller.runtime import Runtime
 from controller.runtime.docker_engine import connect
 from controller.services import postfix
-from controller.services.dovecot import AuthCache
+from controller.services.dovecot import AuthCache, doveadm_api_key
 from controller.services.mailman import MailmanClientBackend
 from controller.settings import Settings
 

@@ -1,71 +1,40 @@
-"""Least-privilege grants for the users the mail daemons reach the database with.
+"""Least-privilege grants for the accounts the mail daemons reach the database with.
 
-The db container creates the users; grants follow the schema, so they are (re)applied
-after every migration. Postfix never gets the password hashes and writes nothing;
-Dovecot reads mail data and writes only its failed-login counts (login_blocks, its auth
-policy server). Amavis reads its policy view and writes only its own quarantine tables;
-OpenDKIM reads its signing views.
+Each managed service declares its own account (`DatabaseAccess`, in
+controller/services/<name>.py); the db container creates the users
+(images/db/entrypoint.sh, for every name in MAILYARD_DB_SERVICE_USERS), and the grants
+follow the schema, so they are (re)applied after every migration. What each service may
+read or write is written next to its declaration.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
 from sqlalchemy import Connection, Engine, text
 
-POSTFIX_USER = "mailyard_postfix"
-DOVECOT_USER = "mailyard_dovecot"
-
-# table -> columns (None = whole table)
-POSTFIX_GRANTS: dict[str, tuple[str, ...] | None] = {
-    "domains": ("id", "name", "active"),
-    "mailboxes": ("id", "domain_id", "address", "active"),
-    "aliases": ("id", "domain_id", "address", "active"),
-    "alias_destinations": ("alias_id", "address"),
-    "alias_domains": ("id", "name", "target_domain_id", "active"),
-    "relay_domains": ("id", "name", "nexthop", "active"),
-}
-DOVECOT_GRANTS: dict[str, tuple[str, ...] | None] = {
-    "domains": ("id", "name", "active"),
-    "mailboxes": (
-        "id",
-        "domain_id",
-        "address",
-        "password_hash",
-        "quota_mb",
-        "active",
-        "maildir",
-    ),
-    # Whether spam is filed into Junk (the userdb query names the Sieve before-script).
-    "domain_filter_policies": ("domain_id", "spam_to_junk"),
-}
-
-AMAVIS_USER = "mailyard_amavis"
-OPENDKIM_USER = "mailyard_opendkim"
-# Whole-table privileges, for users that need more than column-wise SELECT:
-# user -> table or view -> privileges (a subset of TABLE_PRIVILEGES).
+# Whole-table privileges a service may be given (a subset, in this order).
 TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE")
-PRIVILEGE_GRANTS: dict[str, dict[str, tuple[str, ...]]] = {
-    # Amavis reads its per-domain policy and keeps its SQL quarantine
-    # (docs/design/filter-chain.md); it sees no other table.
-    AMAVIS_USER: {
-        "amavis_policy": ("SELECT",),
-        "maddr": TABLE_PRIVILEGES,
-        "msgs": TABLE_PRIVILEGES,
-        "msgrcpt": TABLE_PRIVILEGES,
-        "quarantine": TABLE_PRIVILEGES,
-    },
-    # OpenDKIM reads its signing and key tables live (views of dkim_keys, migration
-    # 0004); the private keys themselves are files, never in the database.
-    OPENDKIM_USER: {
-        "dkim_signing_table": ("SELECT",),
-        "dkim_signing_table_ed25519": ("SELECT",),
-        "dkim_key_table": ("SELECT",),
-    },
-    # Dovecot's auth policy server (images/dovecot/auth_policy.py) counts failed logins
-    # per client address and blocks it (migration 0006); it writes nothing else.
-    DOVECOT_USER: {
-        "login_blocks": TABLE_PRIVILEGES,
-    },
-}
+
+
+@dataclass(frozen=True)
+class DatabaseAccess:
+    """A service's own database account and exactly what it may do."""
+
+    service: str  # user mailyard_<service>, password file db-<service>-password
+    # table -> the columns it may SELECT (None: the whole row)
+    columns: Mapping[str, tuple[str, ...] | None] = field(default_factory=dict)
+    # table or view -> whole-table privileges (from TABLE_PRIVILEGES)
+    tables: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def user(self) -> str:
+        return f"mailyard_{self.service}"
+
+    @property
+    def password_file(self) -> str:
+        return f"db-{self.service}-password"
 
 
 def _privileges(user: str, table: str, privileges: tuple[str, ...]) -> str:
@@ -75,26 +44,26 @@ def _privileges(user: str, table: str, privileges: tuple[str, ...]) -> str:
     return ", ".join(name for name in TABLE_PRIVILEGES if name in privileges)
 
 
-def grant_statements(database: str) -> list[str]:
-    """The GRANT statements; names are constants of this module, never user input."""
+def grant_statements(database: str, accounts: Iterable[DatabaseAccess]) -> list[str]:
+    """The GRANT statements; names are constants of the service modules, never user
+    input."""
     statements: list[str] = []
-    for user, grants in ((POSTFIX_USER, POSTFIX_GRANTS), (DOVECOT_USER, DOVECOT_GRANTS)):
-        for table, columns in grants.items():
+    for account in accounts:
+        for table, columns in account.columns.items():
             what = "SELECT" if columns is None else f"SELECT ({', '.join(columns)})"
-            statements.append(f"GRANT {what} ON `{database}`.`{table}` TO '{user}'@'%'")
-    for user, tables in PRIVILEGE_GRANTS.items():
-        for table, privileges in tables.items():
-            what = _privileges(user, table, privileges)
-            statements.append(f"GRANT {what} ON `{database}`.`{table}` TO '{user}'@'%'")
+            statements.append(f"GRANT {what} ON `{database}`.`{table}` TO '{account.user}'@'%'")
+        for table, privileges in account.tables.items():
+            what = _privileges(account.user, table, privileges)
+            statements.append(f"GRANT {what} ON `{database}`.`{table}` TO '{account.user}'@'%'")
     return statements
 
 
-def apply_service_grants(engine: Engine, database: str) -> None:
-    """Grant the read-only service users exactly what their queries need (MariaDB only)."""
+def apply_service_grants(engine: Engine, database: str, accounts: Iterable[DatabaseAccess]) -> None:
+    """Grant the service accounts exactly what their queries need (MariaDB only)."""
     if engine.dialect.name != "mysql":
         return
     with engine.begin() as connection:
-        for statement in grant_statements(database):
+        for statement in grant_statements(database, accounts):
             connection.execute(text(statement))
 
 
@@ -103,10 +72,11 @@ MAILMAN_DATABASE = "mailman"
 MAILMAN_ROUTING_COLUMNS = ("list_name", "mail_host")
 
 
-def grant_mailman_routing(connection: Connection) -> bool:
-    """Let Postfix read the columns it routes list mail by, once Mailman has created its
-    table (Mailman makes its schema at its first start, so this cannot be part of the
-    database's init). Returns whether Postfix may now use the list lookup. MariaDB only."""
+def grant_mailman_routing(connection: Connection, user: str) -> bool:
+    """Let `user` (Postfix's account) read the columns it routes list mail by, once
+    Mailman has created its table (Mailman makes its schema at its first start, so this
+    cannot be part of the database's init). Returns whether the lookup may now be used.
+    MariaDB only."""
     if connection.dialect.name != "mysql":
         return False
     exists = connection.execute(
@@ -120,9 +90,6 @@ def grant_mailman_routing(connection: Connection) -> bool:
         return False
     columns = ", ".join(MAILMAN_ROUTING_COLUMNS)
     connection.execute(
-        text(
-            f"GRANT SELECT ({columns}) ON `{MAILMAN_DATABASE}`.`mailinglist` "
-            f"TO '{POSTFIX_USER}'@'%'"
-        )
+        text(f"GRANT SELECT ({columns}) ON `{MAILMAN_DATABASE}`.`mailinglist` TO '{user}'@'%'")
     )
     return True

@@ -23,10 +23,9 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from controller.domain.mail_settings import MailSettings
-from controller.engine.apply import ConfigEngine
 from controller.errors import Action, MailyardError, Unavailable
 from controller.runtime import Runtime
 from controller.services import certificates as files
@@ -36,8 +35,13 @@ from controller.services.acme_client import (
     AcmeSession,
     ChallengeStore,
 )
-from controller.services.tls_probe import TLS_PORTS, served_serial
+from controller.services.registry import REGISTRY
+from controller.services.tls_probe import served_serial
 from controller.settings import Settings
+
+if TYPE_CHECKING:
+    # It reloads through the ConfigEngine, which asks this module for self-signed ones.
+    from controller.engine.apply import ConfigEngine
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +50,16 @@ CHALLENGES_DIR = "acme-challenges"
 ACCOUNT_KEY = "secrets/acme-account-key.pem"
 STATE_FILE = "certificate-state.json"
 SYSTEM_CAS = Path("/etc/ssl/certs/ca-certificates.crt")
+
+
+def self_signed_for(certs_dir: Path, hostname: str) -> Callable[[], None]:
+    """Make sure a certificate is installed; our own self-signed one follows a new
+    hostname (an ACME or uploaded one is never replaced here). Returns how to put the
+    files from before back, for a change that does not go live."""
+    saved = files.snapshot(certs_dir)
+    if files.ensure_certificate(certs_dir, hostname):
+        log.info("created a self-signed certificate for %s", hostname)
+    return lambda: files.restore(certs_dir, saved)
 
 
 def _now() -> datetime:
@@ -257,8 +271,10 @@ class CertificateManager:
         if self.runtime is None:
             return []
         problems = []
-        for service, port, mode in TLS_PORTS:
-            for replica in self.runtime.replicas(service):
+        tls_ports = [(service.name, tls) for service in REGISTRY for tls in service.tls_ports]
+        for service_name, tls in tls_ports:
+            port, mode = tls.port, tls.mode
+            for replica in self.runtime.replicas(service_name):
                 if not replica.running:
                     continue
                 addresses = self.runtime.addresses(replica)

@@ -12,20 +12,21 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from controller.db.grants import apply_service_grants, grant_mailman_routing
+from controller.db.grants import apply_service_grants
 from controller.db.migrate import upgrade_to_head
 from controller.domain import dkim
 from controller.domain.tokens import bootstrap_admin_token
 from controller.engine.apply import ConfigEngine
 from controller.errors import MailyardError
 from controller.services.dkim_keys import KeyStore
+from controller.services.mailman_routing import MAILMAN_CORE_SERVICE, wait_for_list_table
+from controller.services.registry import database_accounts
 from controller.services.secret_files import write_secret
 from controller.settings import Settings
 
 log = logging.getLogger(__name__)
 
 ADMIN_TOKEN_FILE = "admin-token"  # noqa: S105 - a file name
-MAILMAN_SERVICE = "mailman-core"
 
 
 def wait_for_database(engine: Engine, timeout: float) -> None:
@@ -45,23 +46,6 @@ def wait_for_database(engine: Engine, timeout: float) -> None:
             return
 
 
-def wait_for_list_table(engine: Engine, timeout: float) -> None:
-    """Give Mailman (started with the database) a moment to create its tables, so that
-    Postfix starts with list routing on. Bounded: lists must never hold mail up; if
-    Mailman is late, the periodic reconcile turns routing on when it is there."""
-    if engine.dialect.name != "mysql":
-        return
-    deadline = time.monotonic() + timeout
-    while True:
-        with engine.begin() as connection:
-            if grant_mailman_routing(connection):
-                return
-        if time.monotonic() > deadline:
-            log.warning("Mailman has not created its tables yet; list routing follows later")
-            return
-        time.sleep(2)
-
-
 def prepare(
     settings: Settings,
     engine: Engine,
@@ -70,7 +54,7 @@ def prepare(
 ) -> None:
     wait_for_database(engine, settings.db_wait_seconds)
     upgrade_to_head(engine)
-    apply_service_grants(engine, settings.db_name)
+    apply_service_grants(engine, settings.db_name, database_accounts())
     token_file = settings.state_dir / ADMIN_TOKEN_FILE
     # Domains created before DKIM existed get a key.
     with sessions() as session:
@@ -86,7 +70,7 @@ def prepare(
             )
     # Only when Mailman runs in this deployment (`--scale mailman-core=0` runs without
     # lists; then nothing is worth waiting for).
-    if config.runtime is not None and config.runtime.replicas(MAILMAN_SERVICE):
+    if config.runtime is not None and config.runtime.replicas(MAILMAN_CORE_SERVICE):
         wait_for_list_table(engine, settings.mailman_wait_seconds)
     # Renders every service; on a first start just commits the releases (no container
     # runs yet), otherwise rolls out whatever differs (new image, edited files) and

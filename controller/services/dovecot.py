@@ -16,16 +16,28 @@ import socket
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
+from typing import Any
 
+from controller.db.grants import TABLE_PRIVILEGES, DatabaseAccess
 from controller.runtime import Replica, Runtime
-from controller.services.managed import ManagedService, Validation
+from controller.services.managed import (
+    ManagedService,
+    RenderInputs,
+    TlsPort,
+    Validation,
+    database_context,
+    tls_context,
+)
 from controller.services.rendering import TemplateFile
+from controller.services.secret_files import ensure_secret
+from controller.settings import Settings
 
 log = logging.getLogger(__name__)
 
 SERVICE = "dovecot"
 DOVECOT_GID = 210
 VMAIL_UID = 5000
+MAIL_ROOT = "/var/vmail"
 LMTP_PORT = 24
 # Files spam into Junk; the SQL userdb names it per domain (filter policy). It is part of
 # the image, compiled at start: Sieve keeps a compiled copy next to the script, which
@@ -42,6 +54,29 @@ CONTROL_LISTEN_NAME = "dovecot-control"
 # The auth policy server (failed-login slowing and blocking) listens on 127.0.0.1 of each
 # Dovecot container: only that container's auth process asks it.
 AUTH_POLICY_PORT = 12341
+# Where Postfix reaches LMTP, SASL and quota status of every replica.
+DELIVERY_HOST = DELIVERY_LISTEN_NAME
+
+# Dovecot reads mail data and writes only its failed-login counts (login_blocks, for its
+# auth policy server, images/dovecot/auth_policy.py; migration 0006).
+DATABASE = DatabaseAccess(
+    SERVICE,
+    columns={
+        "domains": ("id", "name", "active"),
+        "mailboxes": (
+            "id",
+            "domain_id",
+            "address",
+            "password_hash",
+            "quota_mb",
+            "active",
+            "maildir",
+        ),
+        # Whether spam is filed into Junk (the userdb query names the Sieve before-script).
+        "domain_filter_policies": ("domain_id", "spam_to_junk"),
+    },
+    tables={"login_blocks": TABLE_PRIVILEGES},
+)
 
 TEMPLATES: tuple[TemplateFile, ...] = (
     # Every file holds a secret (doveadm API key, auth policy nonce, database password).
@@ -96,6 +131,44 @@ class AuthCache:
                 log.warning("Dovecot on %s refused the auth cache flush: %s", address, reply)
 
 
+def doveadm_api_key(settings: Settings) -> str:
+    """The key the controller's doveadm HTTP calls carry; made at first start."""
+    return ensure_secret(settings.state_dir / "secrets" / "doveadm-api-key")
+
+
+def auth_policy_nonce(settings: Settings) -> str:
+    """Dovecot requires a nonce with an auth policy server (it salts the password hash it
+    could send; Mailyard's requests carry no password hash). One per installation, so
+    every Dovecot replica gets the same."""
+    return ensure_secret(settings.state_dir / "secrets" / "auth-policy-nonce")
+
+
+def secret_values(settings: Settings) -> list[str]:
+    return [doveadm_api_key(settings), auth_policy_nonce(settings)]
+
+
+def context(inputs: RenderInputs) -> dict[str, Any]:
+    settings = inputs.settings
+    return {
+        "s": inputs.mail,
+        **database_context(inputs, DATABASE),
+        **tls_context(inputs),
+        "lmtp_port": LMTP_PORT,
+        "sasl_port": SASL_PORT,
+        "quota_status_port": QUOTA_STATUS_PORT,
+        "doveadm_api_key": doveadm_api_key(settings),
+        "doveadm_port": settings.doveadm_port,
+        "delivery_listen_name": DELIVERY_LISTEN_NAME,
+        "control_listen_name": CONTROL_LISTEN_NAME,
+        "auth_policy_port": AUTH_POLICY_PORT,
+        "auth_policy_nonce": auth_policy_nonce(settings),
+        "vmail_uid": VMAIL_UID,
+        "mail_root": MAIL_ROOT,
+        "junk_sieve": JUNK_SIEVE,
+        "duplicate_sieve": DUPLICATE_SIEVE,
+    }
+
+
 def validate(runtime: Runtime, replica: Replica, release_path: str) -> Validation:
     """`doveconf -n` on the staged dovecot.conf, and the auth policy server's own check of
     auth-policy.json (images/dovecot/validate.sh)."""
@@ -115,5 +188,9 @@ DOVECOT = ManagedService(
     reload=("doveadm", "reload"),
     # `timeout`: a check that hangs must not stall the gate past its deadline.
     gate=("timeout", "10", "mailyard-dovecot-healthcheck"),
+    context=context,
     uses_certificate=True,  # IMAPS, POP3S, STARTTLS, ManageSieve
+    tls_ports=(TlsPort(993, "implicit"), TlsPort(995, "implicit")),
+    database=DATABASE,
+    secrets=secret_values,
 )

@@ -29,21 +29,37 @@ from __future__ import annotations
 
 from typing import Any
 
+from controller.db.grants import DatabaseAccess
 from controller.runtime import Replica, Runtime
-from controller.services.managed import ManagedService, Validation
+from controller.services.managed import (
+    ManagedService,
+    RenderInputs,
+    Validation,
+    database_context,
+)
 from controller.services.rendering import TemplateFile
 
 SERVICE = "opendkim"
 OPENDKIM_GID = 222
 MILTER_PORT = 8891
 MILTER_PORT_ED25519 = 8892
-DB_USER = "mailyard_opendkim"
-PASSWORD_FILE_NAME = "db-opendkim-password"  # noqa: S105 - a file name, not a secret
+# It reads its signing and key tables live (views of dkim_keys, migration 0004); the
+# private keys themselves are files, never in the database.
+DATABASE = DatabaseAccess(
+    SERVICE,
+    tables={
+        "dkim_signing_table": ("SELECT",),
+        "dkim_signing_table_ed25519": ("SELECT",),
+        "dkim_key_table": ("SELECT",),
+    },
+)
+DB_USER = DATABASE.user
 KEY_DIR = "/var/lib/mailyard-dkim"  # inside the opendkim container
 # OpenDKIM listens on its address on the `milter` network, which only Postfix shares
 # (compose.yaml); the name maps to that address inside the container only
 # (images/common/bind-names.sh), and Postfix reaches every replica by it.
 LISTEN_NAME = "opendkim-milter"
+MILTER_HOST = LISTEN_NAME  # where Postfix reaches both milters
 # Clients whose mail is signed without SMTP AUTH: Postfix's own local submissions
 # (pickup, bounces), and Mailman core on the `lists` network (list mail, Postfix's port
 # 10027; context()). Authenticated senders are always signed.
@@ -55,22 +71,16 @@ TEMPLATES: tuple[TemplateFile, ...] = (
 )
 
 
-def context(
-    *, list_network: str | None, db_host: str, db_port: int, db_name: str, db_password: str
-) -> dict[str, Any]:
-    """The template context; desired.py passes the `lists` network (None when unknown:
-    list mail is then not signed, and the log says so), the database location and the
-    password read from the secrets volume (`db-opendkim-password`)."""
+def context(inputs: RenderInputs) -> dict[str, Any]:
+    """The template context. The `lists` network is None while unknown: list mail is
+    then not signed, and the log says so."""
+    list_network = inputs.learned.list_network
     return {
         "listen_name": LISTEN_NAME,
         "milter_port": MILTER_PORT,
         "milter_port_ed25519": MILTER_PORT_ED25519,
         "internal_hosts": [*DEFAULT_INTERNAL_HOSTS, *([list_network] if list_network else [])],
-        "db_host": db_host,
-        "db_port": db_port,
-        "db_name": db_name,
-        "db_user": DB_USER,
-        "db_password": db_password,
+        **database_context(inputs, DATABASE),
     }
 
 
@@ -90,4 +100,6 @@ OPENDKIM = ManagedService(
     reload=("mailyard-opendkim-reload",),
     # `timeout`: a check that hangs must not stall the gate past its deadline.
     gate=("timeout", "10", "mailyard-opendkim-healthcheck"),
+    context=context,
+    database=DATABASE,
 )

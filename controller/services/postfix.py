@@ -14,17 +14,27 @@ import logging
 import secrets
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+from controller.db.grants import MAILMAN_DATABASE, DatabaseAccess
 from controller.runtime import Replica, Runtime
-from controller.services.managed import ManagedService, Validation
+from controller.services import amavis, dovecot, opendkim, postgrey
+from controller.services.managed import (
+    ManagedService,
+    RenderInputs,
+    TlsPort,
+    Validation,
+    database_context,
+    tls_context,
+)
 from controller.services.rendering import TemplateFile
 
 log = logging.getLogger(__name__)
 
 SERVICE = "postfix"
 POSTFIX_GID = 200
-# Where Amavis hands filtered mail back (master.cf).
-REINJECT_PORT = 10025
+# Where Amavis hands filtered mail back (master.cf); Amavis owns the contract.
+REINJECT_PORT = amavis.REINJECT_PORT
 # Where Mailman sends list mail out (master.cf; DKIM signed and filtered like submitted
 # mail).
 MAILMAN_SUBMIT_PORT = 10027
@@ -36,13 +46,30 @@ WEB_SUBMIT_RECIPIENT_LIMIT = 5
 # (compose.yaml aliases; images/common/bind-names.sh maps them inside the container) and
 # trusts exactly that network: images/postfix/entrypoint.sh writes it, as a cidr table
 # named after the listener, into NETWORK_TABLES_DIR.
-REINJECT_LISTEN_NAME = "postfix-filter"
+REINJECT_LISTEN_NAME = amavis.REINJECT_HOST
 MAILMAN_SUBMIT_LISTEN_NAME = "postfix-lists"
 WEB_SUBMIT_LISTEN_NAME = "postfix-webmail"
 NETWORK_TABLES_DIR = "/run/mailyard/networks"
 # The milter that binds the header From/Sender of submitted mail to the SASL login
 # (images/postfix/sender_milter.py); a unix socket inside the container only.
 SENDER_MILTER_SOCKET = "/run/mailyard-milter/sender.sock"
+# Mailman core's LMTP on the `lists` network, where list mail is delivered.
+MAILMAN_HOST = "mailman-lists"
+MAILMAN_LMTP_PORT = 8024
+
+# Postfix never gets the password hashes and writes nothing. Its read of Mailman's list
+# table is granted once Mailman has made it (controller/services/mailman_routing.py).
+DATABASE = DatabaseAccess(
+    SERVICE,
+    columns={
+        "domains": ("id", "name", "active"),
+        "mailboxes": ("id", "domain_id", "address", "active"),
+        "aliases": ("id", "domain_id", "address", "active"),
+        "alias_destinations": ("alias_id", "address"),
+        "alias_domains": ("id", "name", "target_domain_id", "active"),
+        "relay_domains": ("id", "name", "nexthop", "active"),
+    },
+)
 
 SQL_MAPS = (
     "virtual_mailbox_domains",
@@ -124,6 +151,44 @@ def _probe_messages(runtime: Runtime, replica: Replica, probe: str, since: datet
         time.sleep(0.2)
 
 
+def context(inputs: RenderInputs) -> dict[str, Any]:
+    settings, mail = inputs.settings, inputs.mail
+    password = mail.relayhost_password
+    return {
+        "s": mail,
+        **database_context(inputs, DATABASE),
+        **tls_context(inputs),
+        "relayhost_password": password.get_secret_value() if password is not None else "",
+        "dovecot_host": dovecot.DELIVERY_HOST,
+        "lmtp_port": dovecot.LMTP_PORT,
+        "sasl_port": dovecot.SASL_PORT,
+        "quota_status_port": dovecot.QUOTA_STATUS_PORT,
+        "filter_mode": settings.filter_mode,
+        "amavis_host": amavis.FILTER_HOST,
+        "amavis_inbound_port": amavis.INBOUND_PORT,
+        "amavis_originating_port": amavis.ORIGINATING_PORT,
+        "amavis_max_servers": amavis.MAX_SERVERS,
+        "reinject_port": REINJECT_PORT,
+        "reinject_listen": REINJECT_LISTEN_NAME,
+        "network_tables_dir": NETWORK_TABLES_DIR,
+        "opendkim_host": opendkim.MILTER_HOST,
+        "opendkim_ports": [opendkim.MILTER_PORT, opendkim.MILTER_PORT_ED25519],
+        "sender_milter_socket": SENDER_MILTER_SOCKET,
+        "postgrey_host": postgrey.POLICY_HOST,
+        "postgrey_port": postgrey.POLICY_PORT,
+        "mailman_routing": inputs.learned.mailman_routing,
+        "mailman_host": MAILMAN_HOST,
+        "mailman_lmtp_port": MAILMAN_LMTP_PORT,
+        "mailman_db_name": MAILMAN_DATABASE,
+        "mailman_submit_port": MAILMAN_SUBMIT_PORT,
+        "mailman_submit_listen": MAILMAN_SUBMIT_LISTEN_NAME,
+        "web_submit_port": WEB_SUBMIT_PORT,
+        "web_submit_listen": WEB_SUBMIT_LISTEN_NAME,
+        "web_submit_messages_per_minute": WEB_SUBMIT_MESSAGES_PER_MINUTE,
+        "web_submit_recipient_limit": WEB_SUBMIT_RECIPIENT_LIMIT,
+    }
+
+
 POSTFIX = ManagedService(
     name=SERVICE,
     templates=TEMPLATES,
@@ -132,7 +197,16 @@ POSTFIX = ManagedService(
     reload=("mailyard-postfix-reload",),
     # `timeout`: a check that hangs (e.g. a full listen queue) must not stall the gate.
     gate=("timeout", "10", "mailyard-postfix-healthcheck"),
+    context=context,
+    # It hands mail to all of these: each must serve its new release first.
+    after=(dovecot.SERVICE, opendkim.SERVICE, postgrey.SERVICE, amavis.SERVICE),
     uses_certificate=True,  # STARTTLS on 25 and 587, TLS on 465
+    tls_ports=(
+        TlsPort(25, "smtp-starttls"),
+        TlsPort(465, "implicit"),
+        TlsPort(587, "smtp-starttls"),
+    ),
+    database=DATABASE,
 )
 
 

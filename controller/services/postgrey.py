@@ -21,6 +21,8 @@ SERVICE = "postgrey"
 POSTGREY_UID = 223
 POSTGREY_GID = 223
 POLICY_PORT = 10023
+# Where Postfix asks it: its address on the `greylist` network (compose.yaml alias).
+POLICY_HOST = "postgrey-greylist"
 ARGS_FILE = "postgrey.args"
 
 TEMPLATES: tuple[TemplateFile, ...] = (

@@ -5,20 +5,10 @@ from __future__ import annotations
 import smtplib
 import socket
 import ssl
-from typing import Literal
 
 from cryptography import x509
 
-Mode = Literal["implicit", "smtp-starttls"]
-
-# (service, port, how TLS starts) for every TLS port of the stack.
-TLS_PORTS: tuple[tuple[str, int, Mode], ...] = (
-    ("postfix", 25, "smtp-starttls"),
-    ("postfix", 465, "implicit"),
-    ("postfix", 587, "smtp-starttls"),
-    ("dovecot", 993, "implicit"),
-    ("dovecot", 995, "implicit"),
-)
+from controller.services.managed import TlsMode as Mode
 
 
 def _context() -> ssl.SSLContext:

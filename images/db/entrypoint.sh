@@ -27,7 +27,14 @@ generate() {
     echo "generated $what (stored in a secrets volume)"
   fi
 }
-for user in controller postfix dovecot amavis opendkim; do
+# The managed services that read the database, one account each (compose.yaml sets the
+# list; the controller grants each what its service module declares).
+service_users=${MAILYARD_DB_SERVICE_USERS:?set MAILYARD_DB_SERVICE_USERS to the services with a database account (compose.yaml)}
+for user in $service_users; do
+  # Names go into SQL and file names: lower-case letters and digits only.
+  [[ $user =~ ^[a-z][a-z0-9]{0,30}$ ]] || { echo "not a service name: '$user'" >&2; exit 1; }
+done
+for user in controller $service_users; do
   generate "$secrets_dir/db-$user-password" "the database password for '$user'"
 done
 # Mailman's own secrets live in a volume of their own: the mailman-core container mounts
@@ -61,16 +68,12 @@ CREATE DATABASE IF NOT EXISTS \`$database\` CHARACTER SET utf8mb4 COLLATE utf8mb
 CREATE USER IF NOT EXISTS 'mailyard'@'%';
 ALTER USER 'mailyard'@'%' IDENTIFIED BY '$(password controller)';
 GRANT ALL PRIVILEGES ON \`$database\`.* TO 'mailyard'@'%' WITH GRANT OPTION;
--- Postfix, Dovecot, Amavis and OpenDKIM get table and column grants from the controller after each
+-- The services' accounts get table and column grants from the controller after each
 -- migration (least privilege: Postfix never sees password hashes).
-CREATE USER IF NOT EXISTS 'mailyard_postfix'@'%';
-ALTER USER 'mailyard_postfix'@'%' IDENTIFIED BY '$(password postfix)';
-CREATE USER IF NOT EXISTS 'mailyard_dovecot'@'%';
-ALTER USER 'mailyard_dovecot'@'%' IDENTIFIED BY '$(password dovecot)';
-CREATE USER IF NOT EXISTS 'mailyard_amavis'@'%';
-ALTER USER 'mailyard_amavis'@'%' IDENTIFIED BY '$(password amavis)';
-CREATE USER IF NOT EXISTS 'mailyard_opendkim'@'%';
-ALTER USER 'mailyard_opendkim'@'%' IDENTIFIED BY '$(password opendkim)';
+$(for user in $service_users; do
+  printf "CREATE USER IF NOT EXISTS 'mailyard_%s'@'%%';\n" "$user"
+  printf "ALTER USER 'mailyard_%s'@'%%' IDENTIFIED BY '%s';\n" "$user" "$(password "$user")"
+done)
 -- Mailman 3 keeps its lists in a database of its own (it creates its tables itself).
 -- The controller may read it and hand Postfix the two columns it routes by (a grant
 -- only possible once Mailman has created the table).

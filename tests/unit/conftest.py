@@ -114,7 +114,6 @@ def settings(tmp_path: Path) -> Settings:
         relayhost="",
         db_host="db",
         db_name="mailyard",
-        dovecot_host="dovecot",
         doveadm_port=8080,
         secrets_dir=secrets_dir,
         state_dir=tmp_path / "state",

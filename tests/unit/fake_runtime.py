@@ -22,7 +22,7 @@ from pathlib import Path
 
 from controller.runtime import AttachedNetwork, ContainerHealth, ExecResult, Replica
 from controller.services import dovecot, postfix, postgrey
-from controller.services.managed import ACTIVATE, ACTIVE_LINK
+from controller.services.managed import ACTIVATE, ACTIVE_LINK, ManagedService
 from controller.services.rendering import RELEASE_NAME, ReleaseStore
 
 SERVICES = {
@@ -80,8 +80,21 @@ class FakeContainer:
 class FakeRuntime:
     """Implements the Runtime protocol (controller/runtime/__init__.py) in memory."""
 
-    def __init__(self, config_dir: Path, replicas: Mapping[str, int]) -> None:
+    def __init__(
+        self,
+        config_dir: Path,
+        replicas: Mapping[str, int],
+        *,
+        services: Mapping[str, tuple[ManagedService, str]] | None = None,
+    ) -> None:
+        """`services`: more services than Postfix, Dovecot and postgrey, each with the
+        command that validates it (answered like doveconf: messages, exit 89 on error)."""
         self.config_dir = config_dir
+        self.services: dict[str, ManagedService] = dict(SERVICES)
+        self.validators: dict[str, str] = dict(VALIDATORS)
+        for name, (service, validator) in (services or {}).items():
+            self.services[name] = service
+            self.validators[validator] = name
         self.containers: dict[str, FakeContainer] = {}
         for service, count in replicas.items():
             for number in range(1, count + 1):
@@ -182,14 +195,14 @@ class FakeRuntime:
         validate and (with `reads`) readlink."""
         verbs = []
         for name, argv in self.calls:
-            service = SERVICES[self.containers[name].service]
+            service = self.services[self.containers[name].service]
             if argv[0] == ACTIVATE:
                 verbs.append((name, f"activate:{argv[1] if len(argv) > 1 else 'current'}"))
             elif argv == service.reload:
                 verbs.append((name, "reload"))
             elif argv == service.gate:
                 verbs.append((name, "gate"))
-            elif argv[0] in VALIDATORS:
+            elif argv[0] in self.validators:
                 verbs.append((name, "validate"))
             elif reads:
                 verbs.append((name, argv[0]))
@@ -197,7 +210,7 @@ class FakeRuntime:
 
     # --- the commands ----------------------------------------------------------------
     def _dispatch(self, container: FakeContainer, command: tuple[str, ...]) -> ExecResult:
-        service = SERVICES[container.service]
+        service = self.services[container.service]
         simple: dict[tuple[str, ...], Callable[[FakeContainer], ExecResult]] = {
             ("readlink", ACTIVE_LINK): self._readlink,
             service.reload: self._reload,
@@ -209,7 +222,7 @@ class FakeRuntime:
             return self._activate(container, command[1:])
         if command in simple:
             return simple[command](container)
-        if VALIDATORS.get(command[0]) == container.service:
+        if self.validators.get(command[0]) == container.service:
             return self._validate(container, command)
         return ExecResult(127, f"{command[0]}: command not found")
 

@@ -25,6 +25,7 @@ from controller.domain.access import Context, Principal
 from controller.domain.pagination import PageRequest
 from controller.domain.tokens import issue_token
 from controller.errors import Forbidden, InvalidInput, NotFound
+from controller.services.registry import database_accounts
 from controller.settings import Settings, get_settings
 
 API = "/api/v1"
@@ -272,7 +273,7 @@ def test_cli_lists_and_lifts(
 
 # --- grants ---------------------------------------------------------------------------------
 def test_dovecot_may_write_login_blocks_and_nothing_else() -> None:
-    statements = grant_statements("mailyard")
+    statements = grant_statements("mailyard", database_accounts())
     dovecot = [item for item in statements if "'mailyard_dovecot'" in item]
     writes = [item for item in dovecot if not item.startswith("GRANT SELECT ")]
     assert writes == [

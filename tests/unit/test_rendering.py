@@ -664,7 +664,7 @@ def test_every_setting_reaches_main_cf_master_cf_or_dovecot_conf(settings: Setti
         "reject_rbl_client, zen.spamhaus.org=127.0.0.[2..11], "
         "check_policy_service unix:private/policyd-spf, "
         "check_policy_service inet:postgrey-greylist:10023, "
-        "check_policy_service inet:dovecot:12340"
+        "check_policy_service inet:dovecot-delivery:12340"
     )
     assert main["smtpd_relay_restrictions"] == (
         "permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination"
