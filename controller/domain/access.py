@@ -14,10 +14,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from controller.db.models import Domain
 from controller.domain.list_service import ListsBackend
-from controller.errors import Forbidden
+from controller.domain.validation import normalize_domain
+from controller.errors import Forbidden, InvalidInput, NotFound
 from controller.services.dkim_keys import KeyStore
 
 
@@ -110,3 +113,16 @@ class Effects:
             dkim_keys=self.dkim_keys,
             lists=self.lists,
         )
+
+
+def visible_domain(ctx: Context, name: str) -> Domain:
+    """The domain, or 404 when it does not exist or is outside the token's scope (the
+    same answer, so a scoped token cannot probe for other customers' domains)."""
+    try:
+        normalized = normalize_domain(name)
+    except InvalidInput as exc:
+        raise NotFound(f"domain '{name}' not found") from exc
+    domain = ctx.session.scalar(select(Domain).where(Domain.name == normalized))
+    if domain is None or not ctx.principal.sees(domain.name):
+        raise NotFound(f"domain '{normalized}' not found")
+    return domain

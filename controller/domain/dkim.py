@@ -35,8 +35,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from controller.db.models import DkimKey, Domain, utcnow
-from controller.domain.access import Context
-from controller.domain.validation import normalize_domain
+from controller.domain.access import Context, visible_domain
 from controller.errors import Action, Conflict, InvalidInput, NotFound, Unavailable
 from controller.services.dkim_keys import KeyStore
 
@@ -115,20 +114,10 @@ def record_name(selector: str) -> str:
 
 
 # --- use cases ---------------------------------------------------------------------------
-def _domain_row(ctx: Context, name: str) -> Domain:
-    """The domain, or 404 when it does not exist or is outside the token's scope."""
-    try:
-        normalized = normalize_domain(name)
-    except InvalidInput as exc:
-        raise NotFound(f"domain '{name}' not found") from exc
-    domain = ctx.session.scalar(select(Domain).where(Domain.name == normalized))
-    if domain is None or not ctx.principal.sees(domain.name):
-        raise NotFound(f"domain '{normalized}' not found")
-    return domain
 
 
 def _writable_domain(ctx: Context, name: str) -> Domain:
-    domain = _domain_row(ctx, name)
+    domain = visible_domain(ctx, name)
     ctx.principal.require_domain_write(domain.name)
     return domain
 
@@ -153,7 +142,7 @@ def _key(session: Session, domain: Domain, selector: str) -> DkimKey:
 
 
 def list_keys(ctx: Context, name: str) -> tuple[Domain, list[DkimKey]]:
-    domain = _domain_row(ctx, name)
+    domain = visible_domain(ctx, name)
     return domain, _keys_of(ctx.session, domain)
 
 

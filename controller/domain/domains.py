@@ -18,7 +18,7 @@ from controller.db.models import (
     Mailbox,
 )
 from controller.domain import dkim
-from controller.domain.access import Context
+from controller.domain.access import Context, visible_domain
 from controller.domain.list_service import ListsBackend, ListServiceNotConfigured
 from controller.domain.namespace import ensure_domain_name_free
 from controller.domain.pagination import Page, PageRequest, paginate
@@ -29,19 +29,8 @@ SelectT = TypeVar("SelectT", bound=Select[Any])
 log = logging.getLogger(__name__)
 
 
-def _visible_domain(ctx: Context, name: str) -> Domain:
-    try:
-        normalized = normalize_domain(name)
-    except InvalidInput as exc:
-        raise NotFound(f"domain '{name}' not found") from exc
-    domain = ctx.session.scalar(select(Domain).where(Domain.name == normalized))
-    if domain is None or not ctx.principal.sees(domain.name):
-        raise NotFound(f"domain '{normalized}' not found")
-    return domain
-
-
 def get_domain(ctx: Context, name: str) -> Domain:
-    return _visible_domain(ctx, name)
+    return visible_domain(ctx, name)
 
 
 def require_hosted_domain(ctx: Context, name: str, field: str) -> Domain:
@@ -125,7 +114,7 @@ class DomainChanges:
 
 def update_domain(ctx: Context, name: str, changes: DomainChanges) -> Domain:
     ctx.principal.require_write()
-    domain = _visible_domain(ctx, name)
+    domain = visible_domain(ctx, name)
     ctx.principal.require_admin("change domains")
     affected: list[str] = []
     active_changed = changes.active is not None and changes.active != domain.active
@@ -153,7 +142,7 @@ def delete_domain(ctx: Context, name: str, cascade: bool = False) -> None:
     set up (no REST password file), there are no lists to look for."""
     lists = ctx.lists
     ctx.principal.require_write()
-    domain = _visible_domain(ctx, name)
+    domain = visible_domain(ctx, name)
     ctx.principal.require_admin("delete domains")
     session = ctx.session
     mailbox_count = session.scalar(

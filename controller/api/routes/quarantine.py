@@ -21,7 +21,7 @@ router = APIRouter(prefix="/quarantine", tags=["quarantine"])
 
 
 def get_amavis(request: Request) -> quarantine.Releaser:
-    """The AM.PDP client for amavis:9998 (MAILYARD_AMAVIS_HOST, MAILYARD_AMAVIS_PDP_PORT)."""
+    """The AM.PDP client for amavis:9998 (MAILYARD_AMAVIS_PDP_HOST, MAILYARD_AMAVIS_PDP_PORT)."""
     settings = request.app.state.config.settings
     return AmavisPdpClient(settings.amavis_pdp_host, settings.amavis_pdp_port)
 
