@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from controller.domain.mail_settings import MailSettings
 from controller.errors import Action, MailyardError, Unavailable
@@ -35,13 +35,28 @@ from controller.services.acme_client import (
     AcmeSession,
     ChallengeStore,
 )
+from controller.services.managed import ManagedService
 from controller.services.registry import REGISTRY
 from controller.services.tls_probe import served_serial
 from controller.settings import Settings
 
-if TYPE_CHECKING:
-    # It reloads through the ConfigEngine, which asks this module for self-signed ones.
-    from controller.engine.apply import ConfigEngine
+
+class Reloader(Protocol):
+    """What a deploy needs of the ConfigEngine (engine/apply.py), which in turn asks this
+    module for self-signed certificates."""
+
+    def current_settings(self) -> MailSettings: ...
+
+    def reload_everywhere(
+        self,
+        *,
+        actor: str,
+        trigger: str,
+        changes: list[dict[str, Any]],
+        undo: Callable[[], None],
+        which: Callable[[ManagedService], bool] = ...,
+    ) -> dict[str, Any]: ...
+
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +85,7 @@ class CertificateManager:
     def __init__(
         self,
         settings: Settings,
-        config: ConfigEngine,
+        config: Reloader,
         runtime: Runtime | None,
         *,
         clock: Callable[[], datetime] = _now,
