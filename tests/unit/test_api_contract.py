@@ -6,9 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+
+from controller.domain.mail_settings import SETTING_NAMES
 
 HUGE = "99999999999999999999"
 
@@ -61,3 +64,33 @@ def test_the_stack_status_is_for_admin_tokens_only(
     scoped = admin.post("/api/v1/tokens", json={"name": "panel", "domains": ["example.org"]})
     assert client_for(scoped.json()["token"]).get("/api/v1/status").status_code == 403
     assert admin.get("/api/v1/status").json()["state"] == "unknown"  # no Docker here
+
+
+def _response_schema(schema: dict[str, Any], path: str, method: str) -> dict[str, Any]:
+    content = schema["paths"][path][method]["responses"]["200"]["content"]
+    body: dict[str, Any] = content["application/json"]["schema"]
+    while "$ref" in body:
+        body = schema["components"]["schemas"][body["$ref"].rsplit("/", 1)[1]]
+    return body
+
+
+def test_settings_plan_and_applies_are_typed_in_the_schema(admin: TestClient) -> None:
+    schema = admin.get("/openapi.json").json()
+    components = schema["components"]["schemas"]
+    view = _response_schema(schema, "/api/v1/settings", "get")
+    assert set(view["required"]) == {"settings", "apply"}
+    values = components["SettingsValues"]
+    assert set(values["required"]) == set(SETTING_NAMES)
+    assert values["properties"]["message_size_limit"]["type"] == "integer"
+    plan = _response_schema(schema, "/api/v1/config/plan", "post")
+    service = components["ServicePlan"]["properties"]
+    assert set(plan["required"]) == {"changes", "services"}
+    assert {"running_release", "desired_release", "changed", "replicas", "drift", "diff"} <= set(
+        service
+    )
+    apply = _response_schema(schema, "/api/v1/config/applies/{apply_id}", "get")
+    assert apply["properties"]["started_at"]["anyOf"][0]["format"] == "date-time"
+    step = components["ReplicaStepPublic"]["properties"]
+    assert {"container", "reload_ms", "gate_ms", "outcome", "message"} <= set(step)
+    page = _response_schema(schema, "/api/v1/config/applies", "get")
+    assert page["properties"]["items"]["items"]["$ref"].endswith("/ApplyPublic")

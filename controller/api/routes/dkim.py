@@ -25,7 +25,7 @@ router = APIRouter(prefix="/domains", tags=["dkim", "dns"])
 @router.get("/{name}/dkim")
 def list_dkim_keys(ctx: ContextDep, name: str) -> DkimKeys:
     domain, keys = dkim.list_keys(ctx, name)
-    return DkimKeys(domain=domain.name, keys=[DkimKeyPublic.of(key, domain.name) for key in keys])
+    return DkimKeys(domain=domain.name, keys=[DkimKeyPublic.model_validate(key) for key in keys])
 
 
 @router.post("/{name}/dkim/rotate", status_code=status.HTTP_201_CREATED)
@@ -37,14 +37,14 @@ def rotate_dkim_key(
     """A new key, `published`: put its record in DNS, wait for it to be visible, then
     activate it. A domain without an active key gets the new key active at once."""
     key = dkim.rotate(ctx, name, body.algorithm if body else None)
-    return DkimKeyPublic.of(key, key.domain.name)
+    return DkimKeyPublic.model_validate(key)
 
 
 @router.post("/{name}/dkim/{selector}/activate")
 def activate_dkim_key(ctx: ContextDep, name: str, selector: str) -> DkimKeyPublic:
     """Sign with this key from the next message on; the previous key becomes `retired`."""
     key = dkim.activate(ctx, name, selector)
-    return DkimKeyPublic.of(key, key.domain.name)
+    return DkimKeyPublic.model_validate(key)
 
 
 @router.delete("/{name}/dkim/{selector}", status_code=status.HTTP_204_NO_CONTENT)
@@ -91,16 +91,5 @@ def dns(
     return DnsRecords(
         domain=domain.name,
         hostname=mail.hostname,
-        records=[
-            DnsRecordPublic(
-                name=r.name,
-                type=r.type,
-                ttl=r.ttl,
-                value=r.value,
-                purpose=r.purpose,
-                section=r.section,
-                placeholder=r.placeholder,
-            )
-            for r in records
-        ],
+        records=[DnsRecordPublic.model_validate(record) for record in records],
     )

@@ -38,12 +38,12 @@ def list_quarantine(
     ] = None,
 ) -> Page[QuarantineEntryPublic]:
     result = quarantine.list_quarantine(ctx, page, domain)
-    return page_of(result, QuarantineEntryPublic.of)
+    return page_of(result, QuarantineEntryPublic.model_validate)
 
 
 @router.get("/{mail_id}")
 def get_quarantined(ctx: ContextDep, mail_id: str) -> QuarantineEntryPublic:
-    return QuarantineEntryPublic.of(quarantine.get_quarantined(ctx, mail_id))
+    return QuarantineEntryPublic.model_validate(quarantine.get_quarantined(ctx, mail_id))
 
 
 @router.post("/{mail_id}/release")
@@ -61,7 +61,7 @@ def release_quarantined(
     outcome = quarantine.release_quarantined(
         ctx, mail_id, amavis, recipient, requested_by=requested_by
     )
-    return QuarantineReleased.of(outcome)
+    return QuarantineReleased.model_validate(outcome)
 
 
 @router.delete("/{mail_id}", status_code=status.HTTP_204_NO_CONTENT)
