@@ -14,7 +14,7 @@ Request models are strict (no type coercion, no unknown fields); semantic valida
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar
 
@@ -25,14 +25,24 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    WithJsonSchema,
     create_model,
     model_validator,
 )
 
-from controller.db.models import Alias, ApiToken, DkimKey
+from controller.db.models import FILTER_SPAM_ACTIONS, FILTER_VIRUS_ACTIONS, Alias, ApiToken, DkimKey
 from controller.domain import dkim, pagination, tokens
 from controller.domain.filter_policies import BANNED_CATEGORIES
+from controller.domain.list_service import HELD_ACTIONS, ROLES
+from controller.domain.lists import POSTING_POLICIES
 from controller.domain.mail_settings import SECRET_SETTINGS, MailSettings
+from controller.domain.validation import (
+    MAX_ADDRESS_LENGTH,
+    MAX_DOMAIN_LENGTH,
+    MAX_PASSWORD_LENGTH,
+    MAX_TEXT_LENGTH,
+    MIN_PASSWORD_LENGTH,
+)
 
 T = TypeVar("T")
 
@@ -45,9 +55,16 @@ def _as_utc(moment: datetime) -> datetime:
 
 UtcDateTime = Annotated[datetime, AfterValidator(_as_utc)]
 
-# Generous outer bounds so absurd payloads fail fast; exact limits live in the domain.
-_NAME = Field(max_length=1024, examples=["example.org"])
-_ADDRESS = Field(max_length=1024, examples=["alice@example.org"])
+# The domain layer's length limits, stated in the schema too (a client sees them there);
+# everything else (IDNA, address syntax, control characters) is checked in the domain.
+_NAME = Field(max_length=MAX_DOMAIN_LENGTH, examples=["example.org"])
+_ADDRESS = Field(max_length=MAX_ADDRESS_LENGTH, examples=["alice@example.org"])
+_PASSWORD = Field(
+    min_length=MIN_PASSWORD_LENGTH,
+    max_length=MAX_PASSWORD_LENGTH,
+    repr=False,
+    description="Printable characters, no control characters.",
+)
 DEFAULT_QUOTA_MB = 1024
 
 
@@ -87,6 +104,21 @@ def _name_of(value: Any) -> Any:
 DomainName = Annotated[str, BeforeValidator(_name_of)]
 
 
+def one_of(values: Iterable[str]) -> WithJsonSchema:
+    """The schema of a string that is one of `values`. Only the schema: the domain layer
+    checks the value (with its own message, the same for the `mailyard` command)."""
+    return WithJsonSchema({"type": "string", "enum": list(values)})
+
+
+SpamAction = Annotated[str, one_of(FILTER_SPAM_ACTIONS)]
+VirusAction = Annotated[str, one_of(FILTER_VIRUS_ACTIONS)]
+BannedCategory = Annotated[str, one_of(BANNED_CATEGORIES)]
+DkimAlgorithm = Annotated[str, one_of(dkim.ALGORITHMS)]
+Posting = Annotated[str, one_of(POSTING_POLICIES)]
+Role = Annotated[str, one_of(ROLES)]
+HeldAction = Annotated[str, one_of(HELD_ACTIONS)]
+
+
 class Page(BaseModel, Generic[T]):
     items: list[T]
     total: int = Field(description="Items matching, across all pages.")
@@ -107,7 +139,7 @@ def page_of(result: pagination.Page[Any], convert: Callable[[Any], T]) -> Page[T
 # --- domains -------------------------------------------------------------------------------
 class DomainBase(BaseModel):
     name: str = _NAME
-    description: str = Field(default="", max_length=1024)
+    description: str = Field(default="", max_length=MAX_TEXT_LENGTH)
     active: bool = True
 
 
@@ -116,7 +148,7 @@ class DomainCreate(DomainBase, Request):
 
 
 class DomainUpdate(Request):
-    description: str | None = Field(default=None, max_length=1024)
+    description: str | None = Field(default=None, max_length=MAX_TEXT_LENGTH)
     active: bool | None = None
 
 
@@ -134,7 +166,7 @@ class MailboxBase(BaseModel):
 
 
 class MailboxCreate(MailboxBase, Request):
-    password: str = Field(max_length=4096, repr=False)
+    password: str = _PASSWORD
     quota_mb: int | None = Field(
         default=None,
         description="MiB; 0 means unlimited. Omitted: the default_quota_mb setting "
@@ -144,7 +176,13 @@ class MailboxCreate(MailboxBase, Request):
 
 
 class MailboxUpdate(Request):
-    password: str | None = Field(default=None, max_length=4096, repr=False)
+    password: str | None = Field(
+        default=None,
+        min_length=MIN_PASSWORD_LENGTH,
+        max_length=MAX_PASSWORD_LENGTH,
+        repr=False,
+        description=_PASSWORD.description,
+    )
     quota_mb: int | None = None
     active: bool | None = None
 
@@ -160,7 +198,7 @@ class MailboxPublic(MailboxBase, Public):
 # --- aliases -------------------------------------------------------------------------------
 class AliasBase(BaseModel):
     address: str = Field(
-        max_length=1024,
+        max_length=MAX_ADDRESS_LENGTH,
         description="The alias address, or '@domain' for a catch-all.",
         examples=["team@example.org", "@example.org"],
     )
@@ -199,7 +237,7 @@ class AliasPublic(AliasBase, Public):
 # --- alias domains -------------------------------------------------------------------------
 class AliasDomainBase(BaseModel):
     name: str = _NAME
-    target_domain: str = Field(max_length=1024, examples=["example.org"])
+    target_domain: str = Field(max_length=MAX_DOMAIN_LENGTH, examples=["example.org"])
     active: bool = True
 
 
@@ -248,7 +286,10 @@ class RelayDomainPublic(RelayDomainBase, Public):
 # No TokenBase: a token's answer starts with its id, and its request names the scope by
 # domain names it cannot give back (the scope follows the domains, not their names).
 class TokenCreate(Request):
-    name: str = Field(max_length=1024, examples=["hosting panel"])
+    name: str = Field(
+        max_length=100,  # as controller/domain/tokens.py checks
+        examples=["hosting panel"],
+    )
     admin: bool = Field(default=False, description="Admin tokens act on every domain.")
     domains: list[str] = Field(
         default_factory=list,
@@ -309,7 +350,7 @@ class TokenCreated(TokenPublic):
 
 # --- DKIM and DNS --------------------------------------------------------------------------
 class DkimRotate(Request):
-    algorithm: str | None = Field(
+    algorithm: DkimAlgorithm | None = Field(
         default=None,
         max_length=32,
         description="rsa-2048 (default), rsa-3072, rsa-4096 or ed25519.",
@@ -377,18 +418,20 @@ class FilterPolicyReplace(Request):
 
     spam_tag_score: float = Field(description="At or above: X-Spam-Flag: YES.")
     spam_action_score: float = Field(description="At or above: spam_action.")
-    spam_action: str = Field(max_length=64, description="quarantine, reject or deliver.")
-    virus_action: str = Field(max_length=64, description="quarantine or reject.")
-    banned_categories: list[str] = _BANNED
+    spam_action: SpamAction = Field(max_length=64, description="quarantine, reject or deliver.")
+    virus_action: VirusAction = Field(max_length=64, description="quarantine or reject.")
+    banned_categories: list[BannedCategory] = _BANNED
     spam_to_junk: bool = Field(description="File tagged spam into the Junk folder.")
 
 
 class FilterPolicyUpdate(Request):
     spam_tag_score: float | None = None
     spam_action_score: float | None = None
-    spam_action: str | None = Field(default=None, max_length=64)
-    virus_action: str | None = Field(default=None, max_length=64)
-    banned_categories: list[str] | None = Field(default=None, max_length=len(BANNED_CATEGORIES) * 4)
+    spam_action: SpamAction | None = Field(default=None, max_length=64)
+    virus_action: VirusAction | None = Field(default=None, max_length=64)
+    banned_categories: list[BannedCategory] | None = Field(
+        default=None, max_length=len(BANNED_CATEGORIES) * 4
+    )
     spam_to_junk: bool | None = None
 
 
@@ -451,7 +494,7 @@ class MailingListCreate(Request):
     subject_prefix: str | None = Field(
         default=None, max_length=1024, description='Default: "[<name>] "; "" for none.'
     )
-    posting: str = Field(
+    posting: Posting = Field(
         default="members",
         max_length=64,
         description="members (others are held), anyone, or moderated (every post is held).",
@@ -465,7 +508,7 @@ class MailingListCreate(Request):
 class MailingListUpdate(Request):
     display_name: str | None = Field(default=None, max_length=1024)
     subject_prefix: str | None = Field(default=None, max_length=1024)
-    posting: str | None = Field(default=None, max_length=64)
+    posting: Posting | None = Field(default=None, max_length=64)
     archiving: bool | None = None
     description: str | None = Field(default=None, max_length=1024)
 
@@ -487,7 +530,7 @@ class MailingListPublic(Public):
 
 class ListMemberCreate(Request):
     email: str = _ADDRESS
-    role: str = Field(default="member", max_length=64, description="member, owner or moderator.")
+    role: Role = Field(default="member", max_length=64, description="member, owner or moderator.")
     display_name: str = Field(default="", max_length=1024)
     delivery: bool | None = Field(
         default=None, description="Members only: receive the list's posts (default true)."
@@ -516,7 +559,7 @@ class HeldMessagePublic(Public):
 
 
 class HeldMessageModerate(Request):
-    action: str = Field(max_length=64, description="accept, discard or reject.")
+    action: HeldAction = Field(max_length=64, description="accept, discard or reject.")
     reason: str | None = Field(
         default=None, max_length=1024, description="reject only: told to the poster."
     )

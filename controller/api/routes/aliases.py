@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import APIRouter, Response, status
 
-from fastapi import APIRouter, Query, Response, status
-
-from controller.api.deps import ContextDep, PageDep
+from controller.api.deps import ContextDep, DomainFilter, PageDep
 from controller.api.schemas import AliasCreate, AliasPublic, AliasUpdate, Page, page_of
 from controller.domain import aliases
 
@@ -17,7 +15,7 @@ router = APIRouter(prefix="/aliases", tags=["aliases"])
 def list_aliases(
     ctx: ContextDep,
     page: PageDep,
-    domain: Annotated[str | None, Query(max_length=1024, description="Only this domain.")] = None,
+    domain: DomainFilter = None,
 ) -> Page[AliasPublic]:
     result = aliases.list_aliases(ctx, page, domain)
     return page_of(result, AliasPublic.model_validate)

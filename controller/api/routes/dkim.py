@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Header, Query, Request, Response, status
 from fastapi.responses import PlainTextResponse
+from starlette.convertors import StringConvertor, register_url_convertor
 
 from controller.api.deps import ContextDep
 from controller.api.schemas import DkimKeyPublic, DkimKeys, DkimRotate, DnsRecordPublic, DnsRecords
@@ -20,6 +21,16 @@ from controller.engine.apply import ConfigEngine
 log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/domains", tags=["dkim", "dns"])
+
+
+class SelectorConvertor(StringConvertor):
+    """A selector in a path: one segment, never `rotate`, so `/dkim/rotate` is only the
+    rotate operation (405 with Allow: POST for other methods), not also a key to delete."""
+
+    regex = "(?!rotate$)[^/]+"
+
+
+register_url_convertor("selector", SelectorConvertor())
 
 
 @router.get("/{name}/dkim")
@@ -40,14 +51,14 @@ def rotate_dkim_key(
     return DkimKeyPublic.model_validate(key)
 
 
-@router.post("/{name}/dkim/{selector}/activate")
+@router.post("/{name}/dkim/{selector:selector}/activate")
 def activate_dkim_key(ctx: ContextDep, name: str, selector: str) -> DkimKeyPublic:
     """Sign with this key from the next message on; the previous key becomes `retired`."""
     key = dkim.activate(ctx, name, selector)
     return DkimKeyPublic.model_validate(key)
 
 
-@router.delete("/{name}/dkim/{selector}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/{name}/dkim/{selector:selector}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_dkim_key(ctx: ContextDep, name: str, selector: str) -> Response:
     """Delete a key that does not sign, and its private key file (422 for the active key)."""
     dkim.delete_key(ctx, name, selector)

@@ -25,6 +25,7 @@ from controller.api.schemas import (
     MailingListPublic,
     MailingListUpdate,
     Page,
+    Role,
     page_of,
 )
 from controller.domain import lists
@@ -44,7 +45,9 @@ def get_lists_backend(request: Request) -> ListsBackend | None:
 ListsDep = Annotated[ListsBackend | None, Depends(get_lists_backend)]
 Address = Annotated[str, Path(max_length=1024, description="The list's posting address.")]
 Email = Annotated[str, Path(max_length=1024, description="The member's e-mail address.")]
-Role = Annotated[str, Query(max_length=64, description="member (default), owner or moderator.")]
+RoleQuery = Annotated[
+    Role, Query(max_length=64, description="member (default), owner or moderator.")
+]
 
 
 # --- lists ---------------------------------------------------------------------------------
@@ -91,7 +94,7 @@ def list_members(
     backend: ListsDep,
     page: PageDep,
     address: Address,
-    role: Annotated[str | None, Query(max_length=64, description="Only this role.")] = None,
+    role: Annotated[Role | None, Query(max_length=64, description="Only this role.")] = None,
 ) -> Page[ListMemberPublic]:
     """Owners, moderators, then members, each sorted by e-mail."""
     result = lists.list_members(ctx, backend, address, page, role)
@@ -126,7 +129,7 @@ def update_member(
 
 @router.delete("/lists/{address}/members/{email}", status_code=status.HTTP_204_NO_CONTENT)
 def remove_member(
-    ctx: ContextDep, backend: ListsDep, address: Address, email: Email, role: Role = "member"
+    ctx: ContextDep, backend: ListsDep, address: Address, email: Email, role: RoleQuery = "member"
 ) -> Response:
     lists.remove_member(ctx, backend, address, email, role)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

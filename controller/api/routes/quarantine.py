@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Request, Response, status
 
-from controller.api.deps import ContextDep, PageDep
+from controller.api.deps import ContextDep, DomainFilter, PageDep
 from controller.api.schemas import (
     Page,
     QuarantineEntryPublic,
@@ -33,9 +33,7 @@ AmavisDep = Annotated[quarantine.Releaser, Depends(get_amavis)]
 def list_quarantine(
     ctx: ContextDep,
     page: PageDep,
-    domain: Annotated[
-        str | None, Query(max_length=1024, description="Only messages to this domain.")
-    ] = None,
+    domain: DomainFilter = None,
 ) -> Page[QuarantineEntryPublic]:
     result = quarantine.list_quarantine(ctx, page, domain)
     return page_of(result, QuarantineEntryPublic.model_validate)

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from controller.api.deps import PageDep, PrincipalDep, RowId
 from controller.api.schemas import ApplyPublic, Page, PlanPublic, SettingsValues, page_of
+from controller.api.schemas import Request as SchemaRequest
 from controller.domain.access import Principal
 from controller.domain.mail_settings import MailSettings, public_values
 from controller.engine.apply import ConfigEngine
@@ -46,7 +47,7 @@ def _view(engine: ConfigEngine, record: dict[str, Any] | None = None) -> Setting
     )
 
 
-class PlanRequest(BaseModel):
+class PlanRequest(SchemaRequest):
     settings: dict[str, Any] = Field(
         default_factory=dict, description="Proposed changes (as for PATCH); empty shows drift."
     )
