@@ -168,3 +168,14 @@ def test_the_schema_names_the_values_a_choice_accepts(admin: TestClient, problem
     admin.post("/api/v1/domains", json={"name": "example.org"})
     response = admin.patch("/api/v1/domains/example.org/filter", json={"spam_action": "drop"})
     problem(response, 422, detail_contains="is not one of")
+
+
+def test_healthz_documents_its_503_and_its_answer(client: TestClient) -> None:
+    # /healthz answered 503 (database unreachable) without the schema naming it, and
+    # its answer had no schema at all.
+    schema = client.get("/openapi.json").json()
+    responses = schema["paths"]["/healthz"]["get"]["responses"]
+    assert {"200", "503"} <= set(responses)
+    health = schema["components"]["schemas"]["Health"]
+    assert set(health["properties"]) == {"status", "database", "mail"}
+    assert client.get("/healthz").json() == {"status": "ok"}
