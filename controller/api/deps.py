@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from controller.api.guard import NO_CREDENTIALS, PRINCIPAL
 from controller.domain.access import Context, Effects, Principal
 from controller.domain.pagination import DEFAULT_LIMIT, MAX_LIMIT, PageRequest
+from controller.domain.validation import MAX_DOMAIN_LENGTH
 from controller.errors import Unauthenticated
 
 _bearer = HTTPBearer(auto_error=False, description="A Mailyard API token: mailyard_<id>_<secret>")
@@ -67,3 +68,9 @@ def get_page(
 
 
 PageDep = Annotated[PageRequest, Depends(get_page)]
+
+# A domain name to filter a list by: no longer than DNS allows (a longer one matches
+# nothing and is refused as the schema says, not by the domain layer's 422).
+DomainFilter = Annotated[
+    str | None, Query(max_length=MAX_DOMAIN_LENGTH, description="Only this domain.")
+]

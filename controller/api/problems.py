@@ -179,7 +179,11 @@ def install(app: FastAPI) -> None:
             for error in exc.errors()
         ]
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-        return problem(422, "Invalid input", detail, errors=errors)
+        # One offending field is named at the top, as the domain layer's errors do (a
+        # limit the schema states answers like the same limit checked in the domain).
+        fields = {e["field"] for e in errors}
+        extra: dict[str, Any] = {"field": errors[0]["field"]} if len(fields) == 1 else {}
+        return problem(422, "Invalid input", detail, errors=errors, **extra)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -1,4 +1,11 @@
-"""Request and response models per entity (Create / Update / Public).
+"""Request and response models, one family per entity.
+
+As in full-stack-fastapi-template: `<Entity>Base` holds the fields a request and the
+answer share, `<Entity>Create` / `<Entity>Update` are requests, `<Entity>Public` is the
+answer. A Public model is read from the domain layer's object by attribute
+(`from_attributes`, `Public.model_validate(row)`); the few values the domain layer
+computes (a token's scope, a DKIM key's DNS record) are added by the model itself
+(`with_attributes`), so no route copies fields by hand.
 
 Request models are strict (no type coercion, no unknown fields); semantic validation
 (IDNA, address syntax, injection-safe characters) happens in the domain layer so the
@@ -7,25 +14,35 @@ Request models are strict (no type coercion, no unknown fields); semantic valida
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Annotated, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
-
-from controller.db.models import (
-    Alias,
-    AliasDomain,
-    ApiToken,
-    DkimKey,
-    Domain,
-    Mailbox,
-    RelayDomain,
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    create_model,
+    model_validator,
 )
-from controller.domain import dkim, lists, pagination, tokens
-from controller.domain.filter_policies import BANNED_CATEGORIES, FilterPolicy
-from controller.domain.list_service import HeldMessage, ListMember
-from controller.domain.quarantine import QuarantineEntry, ReleaseOutcome
+
+from controller.db.models import FILTER_SPAM_ACTIONS, FILTER_VIRUS_ACTIONS, Alias, ApiToken, DkimKey
+from controller.domain import dkim, pagination, tokens
+from controller.domain.filter_policies import BANNED_CATEGORIES
+from controller.domain.list_service import HELD_ACTIONS, ROLES
+from controller.domain.lists import POSTING_POLICIES
+from controller.domain.mail_settings import SECRET_SETTINGS, MailSettings
+from controller.domain.validation import (
+    MAX_ADDRESS_LENGTH,
+    MAX_DOMAIN_LENGTH,
+    MAX_PASSWORD_LENGTH,
+    MAX_TEXT_LENGTH,
+    MIN_PASSWORD_LENGTH,
+)
 
 T = TypeVar("T")
 
@@ -38,14 +55,68 @@ def _as_utc(moment: datetime) -> datetime:
 
 UtcDateTime = Annotated[datetime, AfterValidator(_as_utc)]
 
-# Generous outer bounds so absurd payloads fail fast; exact limits live in the domain.
-_NAME = Field(max_length=1024, examples=["example.org"])
-_ADDRESS = Field(max_length=1024, examples=["alice@example.org"])
+# The domain layer's length limits, stated in the schema too (a client sees them there);
+# everything else (IDNA, address syntax, control characters) is checked in the domain.
+_NAME = Field(max_length=MAX_DOMAIN_LENGTH, examples=["example.org"])
+_ADDRESS = Field(max_length=MAX_ADDRESS_LENGTH, examples=["alice@example.org"])
+_PASSWORD = Field(
+    min_length=MIN_PASSWORD_LENGTH,
+    max_length=MAX_PASSWORD_LENGTH,
+    repr=False,
+    description="Printable characters, no control characters.",
+)
 DEFAULT_QUOTA_MB = 1024
 
 
 class Request(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Public(BaseModel):
+    """An answer, read from an object's attributes. Every field is in every answer, so
+    the schema marks them all required (also those with a default in a Base)."""
+
+    model_config = ConfigDict(
+        from_attributes=True, json_schema_serialization_defaults_required=True
+    )
+
+
+class with_attributes:  # noqa: N801 - used like a function
+    """`obj` with some attributes added or replaced: the values a Public model shows
+    that the object does not carry itself (computed by the domain layer)."""
+
+    def __init__(self, obj: object, **attributes: Any) -> None:
+        self._obj = obj
+        self._attributes = attributes
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self._attributes:
+            return self._attributes[name]
+        return getattr(self._obj, name)
+
+
+def _name_of(value: Any) -> Any:
+    """A related row (a Domain) as its name; a name stays as it is."""
+    return value if isinstance(value, str) else getattr(value, "name", value)
+
+
+# A related domain row shown by its name.
+DomainName = Annotated[str, BeforeValidator(_name_of)]
+
+
+def one_of(values: Iterable[str]) -> WithJsonSchema:
+    """The schema of a string that is one of `values`. Only the schema: the domain layer
+    checks the value (with its own message, the same for the `mailyard` command)."""
+    return WithJsonSchema({"type": "string", "enum": list(values)})
+
+
+SpamAction = Annotated[str, one_of(FILTER_SPAM_ACTIONS)]
+VirusAction = Annotated[str, one_of(FILTER_VIRUS_ACTIONS)]
+BannedCategory = Annotated[str, one_of(BANNED_CATEGORIES)]
+DkimAlgorithm = Annotated[str, one_of(dkim.ALGORITHMS)]
+Posting = Annotated[str, one_of(POSTING_POLICIES)]
+Role = Annotated[str, one_of(ROLES)]
+HeldAction = Annotated[str, one_of(HELD_ACTIONS)]
 
 
 class Page(BaseModel, Generic[T]):
@@ -66,39 +137,36 @@ def page_of(result: pagination.Page[Any], convert: Callable[[Any], T]) -> Page[T
 
 
 # --- domains -------------------------------------------------------------------------------
-class DomainCreate(Request):
+class DomainBase(BaseModel):
     name: str = _NAME
-    description: str = Field(default="", max_length=1024)
+    description: str = Field(default="", max_length=MAX_TEXT_LENGTH)
     active: bool = True
 
 
+class DomainCreate(DomainBase, Request):
+    pass
+
+
 class DomainUpdate(Request):
-    description: str | None = Field(default=None, max_length=1024)
+    description: str | None = Field(default=None, max_length=MAX_TEXT_LENGTH)
     active: bool | None = None
 
 
-class DomainPublic(BaseModel):
+class DomainPublic(DomainBase, Public):
     name: str = Field(description="Lowercase IDNA A-label form, as Postfix sees it.")
     description: str
     active: bool
     created_at: UtcDateTime
     updated_at: UtcDateTime
 
-    @classmethod
-    def of(cls, domain: Domain) -> DomainPublic:
-        return cls(
-            name=domain.name,
-            description=domain.description,
-            active=domain.active,
-            created_at=domain.created_at,
-            updated_at=domain.updated_at,
-        )
-
 
 # --- mailboxes -----------------------------------------------------------------------------
-class MailboxCreate(Request):
+class MailboxBase(BaseModel):
     address: str = _ADDRESS
-    password: str = Field(max_length=4096, repr=False)
+
+
+class MailboxCreate(MailboxBase, Request):
+    password: str = _PASSWORD
     quota_mb: int | None = Field(
         default=None,
         description="MiB; 0 means unlimited. Omitted: the default_quota_mb setting "
@@ -108,38 +176,35 @@ class MailboxCreate(Request):
 
 
 class MailboxUpdate(Request):
-    password: str | None = Field(default=None, max_length=4096, repr=False)
+    password: str | None = Field(
+        default=None,
+        min_length=MIN_PASSWORD_LENGTH,
+        max_length=MAX_PASSWORD_LENGTH,
+        repr=False,
+        description=_PASSWORD.description,
+    )
     quota_mb: int | None = None
     active: bool | None = None
 
 
-class MailboxPublic(BaseModel):
-    address: str
-    domain: str
+class MailboxPublic(MailboxBase, Public):
+    domain: DomainName
     quota_mb: int
     active: bool
     created_at: UtcDateTime
     updated_at: UtcDateTime
 
-    @classmethod
-    def of(cls, mailbox: Mailbox) -> MailboxPublic:
-        return cls(
-            address=mailbox.address,
-            domain=mailbox.domain.name,
-            quota_mb=mailbox.quota_mb,
-            active=mailbox.active,
-            created_at=mailbox.created_at,
-            updated_at=mailbox.updated_at,
-        )
-
 
 # --- aliases -------------------------------------------------------------------------------
-class AliasCreate(Request):
+class AliasBase(BaseModel):
     address: str = Field(
-        max_length=1024,
+        max_length=MAX_ADDRESS_LENGTH,
         description="The alias address, or '@domain' for a catch-all.",
         examples=["team@example.org", "@example.org"],
     )
+
+
+class AliasCreate(AliasBase, Request):
     destinations: list[str] = Field(max_length=1000, examples=[["alice@example.org"]])
     active: bool = True
 
@@ -149,59 +214,49 @@ class AliasUpdate(Request):
     active: bool | None = None
 
 
-class AliasPublic(BaseModel):
-    address: str
-    domain: str
+class AliasPublic(AliasBase, Public):
+    domain: DomainName
     catch_all: bool
     destinations: list[str]
     active: bool
     created_at: UtcDateTime
     updated_at: UtcDateTime
 
+    @model_validator(mode="before")
     @classmethod
-    def of(cls, alias: Alias) -> AliasPublic:
-        return cls(
-            address=alias.address,
-            domain=alias.domain.name,
-            catch_all=alias.address.startswith("@"),
-            destinations=[d.address for d in alias.destinations],
-            active=alias.active,
-            created_at=alias.created_at,
-            updated_at=alias.updated_at,
-        )
+    def _derived(cls, data: Any) -> Any:
+        if isinstance(data, Alias):
+            return with_attributes(
+                data,
+                catch_all=data.address.startswith("@"),
+                destinations=[d.address for d in data.destinations],
+            )
+        return data
 
 
 # --- alias domains -------------------------------------------------------------------------
-class AliasDomainCreate(Request):
+class AliasDomainBase(BaseModel):
     name: str = _NAME
-    target_domain: str = Field(max_length=1024, examples=["example.org"])
+    target_domain: str = Field(max_length=MAX_DOMAIN_LENGTH, examples=["example.org"])
     active: bool = True
+
+
+class AliasDomainCreate(AliasDomainBase, Request):
+    pass
 
 
 class AliasDomainUpdate(Request):
     active: bool | None = None
 
 
-class AliasDomainPublic(BaseModel):
-    name: str
-    target_domain: str
-    active: bool
+class AliasDomainPublic(AliasDomainBase, Public):
+    target_domain: DomainName
     created_at: UtcDateTime
     updated_at: UtcDateTime
 
-    @classmethod
-    def of(cls, alias_domain: AliasDomain) -> AliasDomainPublic:
-        return cls(
-            name=alias_domain.name,
-            target_domain=alias_domain.target_domain.name,
-            active=alias_domain.active,
-            created_at=alias_domain.created_at,
-            updated_at=alias_domain.updated_at,
-        )
-
 
 # --- relay domains -------------------------------------------------------------------------
-class RelayDomainCreate(Request):
+class RelayDomainBase(BaseModel):
     name: str = _NAME
     nexthop: str | None = Field(
         default=None,
@@ -213,32 +268,28 @@ class RelayDomainCreate(Request):
     active: bool = True
 
 
+class RelayDomainCreate(RelayDomainBase, Request):
+    pass
+
+
 class RelayDomainUpdate(Request):
     nexthop: str | None = Field(default=None, max_length=1024, description="null clears it.")
     active: bool | None = None
 
 
-class RelayDomainPublic(BaseModel):
-    name: str
-    nexthop: str | None
-    active: bool
+class RelayDomainPublic(RelayDomainBase, Public):
     created_at: UtcDateTime
     updated_at: UtcDateTime
 
-    @classmethod
-    def of(cls, relay: RelayDomain) -> RelayDomainPublic:
-        return cls(
-            name=relay.name,
-            nexthop=relay.nexthop,
-            active=relay.active,
-            created_at=relay.created_at,
-            updated_at=relay.updated_at,
-        )
-
 
 # --- tokens --------------------------------------------------------------------------------
+# No TokenBase: a token's answer starts with its id, and its request names the scope by
+# domain names it cannot give back (the scope follows the domains, not their names).
 class TokenCreate(Request):
-    name: str = Field(max_length=1024, examples=["hosting panel"])
+    name: str = Field(
+        max_length=100,  # as controller/domain/tokens.py checks
+        examples=["hosting panel"],
+    )
     admin: bool = Field(default=False, description="Admin tokens act on every domain.")
     domains: list[str] = Field(
         default_factory=list,
@@ -271,10 +322,10 @@ class TokenCreate(Request):
     )
 
 
-class TokenPublic(BaseModel):
+class TokenPublic(Public):
     id: int
     name: str
-    admin: bool
+    admin: bool = Field(validation_alias=AliasChoices("admin", "is_admin"))
     domains: list[str]
     read_only: bool
     created_at: UtcDateTime
@@ -283,20 +334,14 @@ class TokenPublic(BaseModel):
     last_used_at: UtcDateTime | None = Field(description="UTC, to the minute.")
     last_used_from: str | None = Field(description="Client address of the last use.")
 
+    @model_validator(mode="before")
     @classmethod
-    def of(cls, token: ApiToken) -> TokenPublic:
-        return cls(
-            id=token.id,
-            name=token.name,
-            admin=token.is_admin,
-            domains=tokens.scope_names(token),
-            read_only=token.read_only,
-            created_at=token.created_at,
-            expires_at=token.expires_at,
-            networks=tokens.token_networks(token),
-            last_used_at=token.last_used_at,
-            last_used_from=token.last_used_from,
-        )
+    def _derived(cls, data: Any) -> Any:
+        if isinstance(data, ApiToken):
+            return with_attributes(
+                data, domains=tokens.scope_names(data), networks=tokens.token_networks(data)
+            )
+        return data
 
 
 class TokenCreated(TokenPublic):
@@ -305,7 +350,7 @@ class TokenCreated(TokenPublic):
 
 # --- DKIM and DNS --------------------------------------------------------------------------
 class DkimRotate(Request):
-    algorithm: str | None = Field(
+    algorithm: DkimAlgorithm | None = Field(
         default=None,
         max_length=32,
         description="rsa-2048 (default), rsa-3072, rsa-4096 or ed25519.",
@@ -313,7 +358,7 @@ class DkimRotate(Request):
     )
 
 
-class DkimKeyPublic(BaseModel):
+class DkimKeyPublic(Public):
     """A DKIM key as the API shows it: never the private key."""
 
     selector: str
@@ -324,17 +369,16 @@ class DkimKeyPublic(BaseModel):
     created_at: UtcDateTime
     activated_at: UtcDateTime | None
 
+    @model_validator(mode="before")
     @classmethod
-    def of(cls, key: DkimKey, domain: str) -> DkimKeyPublic:
-        return cls(
-            selector=key.selector,
-            algorithm=key.algorithm,
-            state=key.state,
-            dns_name=f"{dkim.record_name(key.selector)}.{domain}",
-            dns_value=dkim.txt_value(key.algorithm, key.public_key),
-            created_at=key.created_at,
-            activated_at=key.activated_at,
-        )
+    def _derived(cls, data: Any) -> Any:
+        if isinstance(data, DkimKey):
+            return with_attributes(
+                data,
+                dns_name=f"{dkim.record_name(data.selector)}.{data.domain.name}",
+                dns_value=dkim.txt_value(data.algorithm, data.public_key),
+            )
+        return data
 
 
 class DkimKeys(BaseModel):
@@ -342,7 +386,7 @@ class DkimKeys(BaseModel):
     keys: list[DkimKeyPublic]
 
 
-class DnsRecordPublic(BaseModel):
+class DnsRecordPublic(Public):
     name: str = Field(description="Fully qualified name, without the trailing dot.")
     type: str
     ttl: int
@@ -374,22 +418,24 @@ class FilterPolicyReplace(Request):
 
     spam_tag_score: float = Field(description="At or above: X-Spam-Flag: YES.")
     spam_action_score: float = Field(description="At or above: spam_action.")
-    spam_action: str = Field(max_length=64, description="quarantine, reject or deliver.")
-    virus_action: str = Field(max_length=64, description="quarantine or reject.")
-    banned_categories: list[str] = _BANNED
+    spam_action: SpamAction = Field(max_length=64, description="quarantine, reject or deliver.")
+    virus_action: VirusAction = Field(max_length=64, description="quarantine or reject.")
+    banned_categories: list[BannedCategory] = _BANNED
     spam_to_junk: bool = Field(description="File tagged spam into the Junk folder.")
 
 
 class FilterPolicyUpdate(Request):
     spam_tag_score: float | None = None
     spam_action_score: float | None = None
-    spam_action: str | None = Field(default=None, max_length=64)
-    virus_action: str | None = Field(default=None, max_length=64)
-    banned_categories: list[str] | None = Field(default=None, max_length=len(BANNED_CATEGORIES) * 4)
+    spam_action: SpamAction | None = Field(default=None, max_length=64)
+    virus_action: VirusAction | None = Field(default=None, max_length=64)
+    banned_categories: list[BannedCategory] | None = Field(
+        default=None, max_length=len(BANNED_CATEGORIES) * 4
+    )
     spam_to_junk: bool | None = None
 
 
-class FilterPolicyPublic(BaseModel):
+class FilterPolicyPublic(Public):
     domain: str
     spam_tag_score: float
     spam_action_score: float
@@ -399,27 +445,14 @@ class FilterPolicyPublic(BaseModel):
     spam_to_junk: bool
     is_default: bool = Field(description="True when the domain never changed the defaults.")
 
-    @classmethod
-    def of(cls, policy: FilterPolicy) -> FilterPolicyPublic:
-        return cls(
-            domain=policy.domain,
-            spam_tag_score=policy.spam_tag_score,
-            spam_action_score=policy.spam_action_score,
-            spam_action=policy.spam_action,
-            virus_action=policy.virus_action,
-            banned_categories=list(policy.banned_categories),
-            spam_to_junk=policy.spam_to_junk,
-            is_default=policy.is_default,
-        )
-
 
 # --- quarantine ----------------------------------------------------------------------------
-class QuarantineRecipientPublic(BaseModel):
+class QuarantineRecipientPublic(Public):
     address: str
     released: bool = Field(description="Released to this recipient through the API.")
 
 
-class QuarantineEntryPublic(BaseModel):
+class QuarantineEntryPublic(Public):
     mail_id: str
     received_at: UtcDateTime = Field(description="When Amavis received it (UTC).")
     content: str = Field(description="virus, spam or banned.")
@@ -433,24 +466,6 @@ class QuarantineEntryPublic(BaseModel):
     spam_score: float | None
     size: int = Field(description="Bytes.")
 
-    @classmethod
-    def of(cls, entry: QuarantineEntry) -> QuarantineEntryPublic:
-        return cls(
-            mail_id=entry.mail_id,
-            received_at=entry.received_at,
-            content=entry.content,
-            sender=entry.sender,
-            recipients=[
-                QuarantineRecipientPublic(address=r.address, released=r.released)
-                for r in entry.recipients
-            ],
-            subject=entry.subject,
-            from_header=entry.from_header,
-            message_id=entry.message_id,
-            spam_score=entry.spam_score,
-            size=entry.size,
-        )
-
 
 class QuarantineRelease(Request):
     recipient: str | None = Field(
@@ -460,18 +475,10 @@ class QuarantineRelease(Request):
     )
 
 
-class QuarantineReleased(BaseModel):
+class QuarantineReleased(Public):
     mail_id: str
     released_to: list[str] = Field(description="Empty: every original recipient.")
     amavis_reply: list[str] = Field(description="Amavis's answer, e.g. '250 2.0.0 Ok'.")
-
-    @classmethod
-    def of(cls, outcome: ReleaseOutcome) -> QuarantineReleased:
-        return cls(
-            mail_id=outcome.mail_id,
-            released_to=list(outcome.released_to),
-            amavis_reply=list(outcome.amavis_reply),
-        )
 
 
 # --- mailing lists (state lives in Mailman, docs/design/mailman.md) -----------------------
@@ -487,7 +494,7 @@ class MailingListCreate(Request):
     subject_prefix: str | None = Field(
         default=None, max_length=1024, description='Default: "[<name>] "; "" for none.'
     )
-    posting: str = Field(
+    posting: Posting = Field(
         default="members",
         max_length=64,
         description="members (others are held), anyone, or moderated (every post is held).",
@@ -501,12 +508,12 @@ class MailingListCreate(Request):
 class MailingListUpdate(Request):
     display_name: str | None = Field(default=None, max_length=1024)
     subject_prefix: str | None = Field(default=None, max_length=1024)
-    posting: str | None = Field(default=None, max_length=64)
+    posting: Posting | None = Field(default=None, max_length=64)
     archiving: bool | None = None
     description: str | None = Field(default=None, max_length=1024)
 
 
-class MailingListPublic(BaseModel):
+class MailingListPublic(Public):
     address: str
     domain: str
     name: str
@@ -520,24 +527,10 @@ class MailingListPublic(BaseModel):
     description: str
     member_count: int = Field(description="Members (role member) only.")
 
-    @classmethod
-    def of(cls, item: lists.MailingList) -> MailingListPublic:
-        return cls(
-            address=item.address,
-            domain=item.domain,
-            name=item.name,
-            display_name=item.display_name,
-            subject_prefix=item.subject_prefix,
-            posting=item.posting,
-            archiving=item.archiving,
-            description=item.description,
-            member_count=item.member_count,
-        )
-
 
 class ListMemberCreate(Request):
     email: str = _ADDRESS
-    role: str = Field(default="member", max_length=64, description="member, owner or moderator.")
+    role: Role = Field(default="member", max_length=64, description="member, owner or moderator.")
     display_name: str = Field(default="", max_length=1024)
     delivery: bool | None = Field(
         default=None, description="Members only: receive the list's posts (default true)."
@@ -548,24 +541,15 @@ class ListMemberUpdate(Request):
     delivery: bool = Field(description="Receive the list's posts (role member).")
 
 
-class ListMemberPublic(BaseModel):
+class ListMemberPublic(Public):
     email: str
     role: str
     display_name: str
     delivery: bool | None = Field(description="Role member only; null for owners, moderators.")
 
-    @classmethod
-    def of(cls, member: ListMember) -> ListMemberPublic:
-        return cls(
-            email=member.email,
-            role=member.role,
-            display_name=member.display_name,
-            delivery=member.delivery,
-        )
 
-
-class HeldMessagePublic(BaseModel):
-    id: int
+class HeldMessagePublic(Public):
+    id: int = Field(validation_alias=AliasChoices("id", "request_id"))
     sender: str
     subject: str
     reason: str = Field(
@@ -573,19 +557,9 @@ class HeldMessagePublic(BaseModel):
     )
     received: UtcDateTime | None = Field(description="When it was held (UTC).")
 
-    @classmethod
-    def of(cls, message: HeldMessage) -> HeldMessagePublic:
-        return cls(
-            id=message.request_id,
-            sender=message.sender,
-            subject=message.subject,
-            reason=message.reason,
-            received=message.received,
-        )
-
 
 class HeldMessageModerate(Request):
-    action: str = Field(max_length=64, description="accept, discard or reject.")
+    action: HeldAction = Field(max_length=64, description="accept, discard or reject.")
     reason: str | None = Field(
         default=None, max_length=1024, description="reject only: told to the poster."
     )
@@ -594,3 +568,98 @@ class HeldMessageModerate(Request):
 class HeldMessageModerated(BaseModel):
     id: int
     action: str
+
+
+# --- settings, plan and applies ------------------------------------------------------------
+# The engine (controller/engine) answers with plain dicts of these shapes; the routes
+# validate them into these models, so the schema states every field.
+MASKED = "********"
+
+
+def _settings_values_model() -> type[BaseModel]:
+    """The settings as GET /api/v1/settings shows them: MailSettings' fields with their
+    types and limits, secrets as '********' (set) or null."""
+    fields: dict[str, Any] = {}
+    for name, info in MailSettings.model_fields.items():
+        if name in SECRET_SETTINGS:
+            description = f"{info.description} Shows '{MASKED}' when set, null when not."
+            fields[name] = (str | None, Field(description=description))
+        else:
+            annotation = (
+                Annotated[info.annotation, *info.metadata] if info.metadata else info.annotation
+            )
+            fields[name] = (annotation, Field(description=info.description))
+    return create_model(
+        "SettingsValues",
+        __config__=ConfigDict(json_schema_serialization_defaults_required=True),
+        __doc__="Every setting's effective value (GET /api/v1/settings/schema describes them).",
+        **fields,
+    )
+
+
+if TYPE_CHECKING:
+
+    class SettingsValues(BaseModel):
+        pass
+
+else:
+    SettingsValues = _settings_values_model()
+
+
+class SettingChange(BaseModel):
+    name: str = Field(description="The setting.")
+    old: Any = Field(description="Its value before (secrets masked).")
+    new: Any = Field(description="Its value after (secrets masked).")
+
+
+class ReplicaStepPublic(BaseModel):
+    container: str
+    from_release: str | None = Field(description="The release it ran before; null: none.")
+    to_release: str
+    reload_ms: int
+    gate_ms: int = Field(description="How long the health gate took.")
+    outcome: str = Field(description="pending, ok, failed or gate_failed.")
+    message: str = Field(description="Why it failed (the daemon's words); empty when ok.")
+
+
+class ServiceApplyPublic(BaseModel):
+    from_release: str | None = Field(description="The committed release before; null: none.")
+    to_release: str
+    reasons: list[str] = Field(description="Why the service needed the apply.")
+    replicas: list[ReplicaStepPublic] = Field(description="One step per container, in order.")
+
+
+class ApplyPublic(BaseModel):
+    """One apply: when, by whom, what changed, outcome, duration (never the previous
+    settings: they hold secrets)."""
+
+    id: int
+    started_at: UtcDateTime | None
+    finished_at: UtcDateTime | None = Field(description="null while in progress.")
+    actor: str = Field(description="The token's name, or what started it (startup, reconcile).")
+    trigger: str = Field(
+        description="api, reconcile, startup, recovery, lists, certificate or mailyard command."
+    )
+    status: str = Field(
+        description="in_progress, succeeded, invalid, rolled_back, interrupted, "
+        "completed_after_restart, undone_after_restart or failed."
+    )
+    changes: list[SettingChange]
+    services: dict[str, ServiceApplyPublic] = Field(description="Per service it touched.")
+    warnings: list[str] = Field(description="What the daemons warned about while validating.")
+    error: str | None
+    duration_ms: int | None
+
+
+class ServicePlan(BaseModel):
+    running_release: str | None = Field(description="The committed release; null: none yet.")
+    desired_release: str = Field(description="The digest of the release that would run.")
+    changed: bool = Field(description="An apply would touch this service.")
+    replicas: dict[str, str | None] = Field(description="Container name: the release it runs.")
+    drift: list[str] = Field(description="Files of the running release edited by hand.")
+    diff: str = Field(description="Unified diff, running to desired (secrets masked).")
+
+
+class PlanPublic(BaseModel):
+    changes: list[SettingChange]
+    services: dict[str, ServicePlan]

@@ -3,23 +3,25 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Path, Response, status
-from pydantic import BaseModel, Field
+from pydantic import AliasChoices, Field
 
 from controller.api.deps import ContextDep, PageDep
-from controller.api.schemas import Page, UtcDateTime, page_of
-from controller.db.models import LoginBlock
+from controller.api.schemas import Page, Public, UtcDateTime, page_of
 from controller.domain import blocks
 
 router = APIRouter(prefix="/blocks", tags=["blocks"])
 
 
-class BlockPublic(BaseModel):
+class BlockPublic(Public):
     address: str = Field(
         description="The client address: an IPv4 address, or an IPv6 /64 network.",
         examples=["192.0.2.7", "2001:db8:1:2::/64"],
     )
     failures: int = Field(description="Failed logins counted in the window that led to it.")
-    first_failure_at: UtcDateTime = Field(description="Start of that window (UTC).")
+    first_failure_at: UtcDateTime = Field(
+        validation_alias=AliasChoices("first_failure_at", "window_started_at"),
+        description="Start of that window (UTC).",
+    )
     last_failure_at: UtcDateTime = Field(description="The last failed login (UTC).")
     blocked_at: UtcDateTime | None = Field(description="When the block began (UTC).")
     blocked_until: UtcDateTime | None = Field(
@@ -28,25 +30,12 @@ class BlockPublic(BaseModel):
     last_username: str = Field(description="The last user name tried (at most 64 characters).")
     last_protocol: str = Field(description="imap, pop3, sieve (ManageSieve) or smtp (AUTH).")
 
-    @classmethod
-    def of(cls, block: LoginBlock) -> BlockPublic:
-        return cls(
-            address=block.address,
-            failures=block.failures,
-            first_failure_at=block.window_started_at,
-            last_failure_at=block.last_failure_at,
-            blocked_at=block.blocked_at,
-            blocked_until=block.blocked_until,
-            last_username=block.last_username,
-            last_protocol=block.last_protocol,
-        )
-
 
 @router.get("")
 def list_blocks(ctx: ContextDep, page: PageDep) -> Page[BlockPublic]:
     """Addresses refused now after too many failed logins (admin tokens only); the
     thresholds are the login_* settings."""
-    return page_of(blocks.list_blocks(ctx, page), BlockPublic.of)
+    return page_of(blocks.list_blocks(ctx, page), BlockPublic.model_validate)
 
 
 @router.delete("/{address:path}", status_code=status.HTTP_204_NO_CONTENT)

@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Header, Query, Request, Response, status
 from fastapi.responses import PlainTextResponse
+from starlette.convertors import StringConvertor, register_url_convertor
 
 from controller.api.deps import ContextDep
 from controller.api.schemas import DkimKeyPublic, DkimKeys, DkimRotate, DnsRecordPublic, DnsRecords
@@ -22,10 +23,20 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/domains", tags=["dkim", "dns"])
 
 
+class SelectorConvertor(StringConvertor):
+    """A selector in a path: one segment, never `rotate`, so `/dkim/rotate` is only the
+    rotate operation (405 with Allow: POST for other methods), not also a key to delete."""
+
+    regex = "(?!rotate$)[^/]+"
+
+
+register_url_convertor("selector", SelectorConvertor())
+
+
 @router.get("/{name}/dkim")
 def list_dkim_keys(ctx: ContextDep, name: str) -> DkimKeys:
     domain, keys = dkim.list_keys(ctx, name)
-    return DkimKeys(domain=domain.name, keys=[DkimKeyPublic.of(key, domain.name) for key in keys])
+    return DkimKeys(domain=domain.name, keys=[DkimKeyPublic.model_validate(key) for key in keys])
 
 
 @router.post("/{name}/dkim/rotate", status_code=status.HTTP_201_CREATED)
@@ -37,17 +48,17 @@ def rotate_dkim_key(
     """A new key, `published`: put its record in DNS, wait for it to be visible, then
     activate it. A domain without an active key gets the new key active at once."""
     key = dkim.rotate(ctx, name, body.algorithm if body else None)
-    return DkimKeyPublic.of(key, key.domain.name)
+    return DkimKeyPublic.model_validate(key)
 
 
-@router.post("/{name}/dkim/{selector}/activate")
+@router.post("/{name}/dkim/{selector:selector}/activate")
 def activate_dkim_key(ctx: ContextDep, name: str, selector: str) -> DkimKeyPublic:
     """Sign with this key from the next message on; the previous key becomes `retired`."""
     key = dkim.activate(ctx, name, selector)
-    return DkimKeyPublic.of(key, key.domain.name)
+    return DkimKeyPublic.model_validate(key)
 
 
-@router.delete("/{name}/dkim/{selector}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/{name}/dkim/{selector:selector}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_dkim_key(ctx: ContextDep, name: str, selector: str) -> Response:
     """Delete a key that does not sign, and its private key file (422 for the active key)."""
     dkim.delete_key(ctx, name, selector)
@@ -91,16 +102,5 @@ def dns(
     return DnsRecords(
         domain=domain.name,
         hostname=mail.hostname,
-        records=[
-            DnsRecordPublic(
-                name=r.name,
-                type=r.type,
-                ttl=r.ttl,
-                value=r.value,
-                purpose=r.purpose,
-                section=r.section,
-                placeholder=r.placeholder,
-            )
-            for r in records
-        ],
+        records=[DnsRecordPublic.model_validate(record) for record in records],
     )

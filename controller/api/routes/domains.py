@@ -16,24 +16,26 @@ router = APIRouter(prefix="/domains", tags=["domains"])
 @router.get("")
 def list_domains(ctx: ContextDep, page: PageDep) -> Page[DomainPublic]:
     result = domains.list_domains(ctx, page)
-    return page_of(result, DomainPublic.of)
+    return page_of(result, DomainPublic.model_validate)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
 def create_domain(ctx: ContextDep, body: DomainCreate) -> DomainPublic:
     """The domain gets an active DKIM key at once."""
-    return DomainPublic.of(domains.create_domain(ctx, body.name, body.description, body.active))
+    return DomainPublic.model_validate(
+        domains.create_domain(ctx, body.name, body.description, body.active)
+    )
 
 
 @router.get("/{name}")
 def get_domain(ctx: ContextDep, name: str) -> DomainPublic:
-    return DomainPublic.of(domains.get_domain(ctx, name))
+    return DomainPublic.model_validate(domains.get_domain(ctx, name))
 
 
 @router.patch("/{name}")
 def update_domain(ctx: ContextDep, name: str, body: DomainUpdate) -> DomainPublic:
     changes = domains.DomainChanges(description=body.description, active=body.active)
-    return DomainPublic.of(domains.update_domain(ctx, name, changes))
+    return DomainPublic.model_validate(domains.update_domain(ctx, name, changes))
 
 
 @router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT)

@@ -13,7 +13,7 @@ router = APIRouter(prefix="/domains", tags=["content filter"])
 
 @router.get("/{name}/filter")
 def get_filter_policy(ctx: ContextDep, name: str) -> FilterPolicyPublic:
-    return FilterPolicyPublic.of(filter_policies.get_filter_policy(ctx, name))
+    return FilterPolicyPublic.model_validate(filter_policies.get_filter_policy(ctx, name))
 
 
 @router.put("/{name}/filter")
@@ -21,7 +21,9 @@ def replace_filter_policy(
     ctx: ContextDep, name: str, body: FilterPolicyReplace
 ) -> FilterPolicyPublic:
     values = filter_policies.FilterPolicyValues(**body.model_dump())
-    return FilterPolicyPublic.of(filter_policies.replace_filter_policy(ctx, name, values))
+    return FilterPolicyPublic.model_validate(
+        filter_policies.replace_filter_policy(ctx, name, values)
+    )
 
 
 @router.patch("/{name}/filter")
@@ -30,10 +32,12 @@ def update_filter_policy(
 ) -> FilterPolicyPublic:
     # Fields absent from the body stay None: unchanged.
     changes = filter_policies.FilterPolicyChanges(**body.model_dump())
-    return FilterPolicyPublic.of(filter_policies.update_filter_policy(ctx, name, changes))
+    return FilterPolicyPublic.model_validate(
+        filter_policies.update_filter_policy(ctx, name, changes)
+    )
 
 
 @router.delete("/{name}/filter")
 def reset_filter_policy(ctx: ContextDep, name: str) -> FilterPolicyPublic:
     """Back to the defaults; answers the (default) policy now in force."""
-    return FilterPolicyPublic.of(filter_policies.reset_filter_policy(ctx, name))
+    return FilterPolicyPublic.model_validate(filter_policies.reset_filter_policy(ctx, name))

@@ -12,6 +12,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from sqlalchemy import text
 
 from controller.api.deps import SessionDep
@@ -21,7 +22,27 @@ router = APIRouter(tags=["health"])
 log = logging.getLogger(__name__)
 
 
-@router.get("/healthz")
+class MailHealth(BaseModel):
+    state: str = Field(description="flowing, held or unknown (GET /api/v1/status says more).")
+    summary: str
+
+
+class Health(BaseModel):
+    status: str = Field(description="ok, or unhealthy (then with `database`).")
+    database: str | None = Field(default=None, description="unreachable; absent when ok.")
+    mail: MailHealth | None = Field(
+        default=None, description="The latest check of the mail path; absent before the first."
+    )
+
+
+@router.get(
+    "/healthz",
+    response_model=Health,
+    responses={
+        200: {"model": Health, "description": "The controller answers and reaches its database."},
+        503: {"model": Health, "description": "The controller does not reach its database."},
+    },
+)
 def healthz(request: Request, session: SessionDep) -> JSONResponse:
     try:
         session.execute(text("SELECT 1"))

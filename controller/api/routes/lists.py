@@ -25,6 +25,7 @@ from controller.api.schemas import (
     MailingListPublic,
     MailingListUpdate,
     Page,
+    Role,
     page_of,
 )
 from controller.domain import lists
@@ -44,7 +45,9 @@ def get_lists_backend(request: Request) -> ListsBackend | None:
 ListsDep = Annotated[ListsBackend | None, Depends(get_lists_backend)]
 Address = Annotated[str, Path(max_length=1024, description="The list's posting address.")]
 Email = Annotated[str, Path(max_length=1024, description="The member's e-mail address.")]
-Role = Annotated[str, Query(max_length=64, description="member (default), owner or moderator.")]
+RoleQuery = Annotated[
+    Role, Query(max_length=64, description="member (default), owner or moderator.")
+]
 
 
 # --- lists ---------------------------------------------------------------------------------
@@ -52,7 +55,7 @@ Role = Annotated[str, Query(max_length=64, description="member (default), owner 
 def list_lists(
     ctx: ContextDep, backend: ListsDep, page: PageDep, name: str
 ) -> Page[MailingListPublic]:
-    return page_of(lists.list_lists(ctx, backend, name, page), MailingListPublic.of)
+    return page_of(lists.list_lists(ctx, backend, name, page), MailingListPublic.model_validate)
 
 
 @router.post("/domains/{name}/lists", status_code=status.HTTP_201_CREATED)
@@ -60,12 +63,12 @@ def create_list(
     request: Request, ctx: ContextDep, backend: ListsDep, name: str, body: MailingListCreate
 ) -> MailingListPublic:
     values = lists.ListValues(**body.model_dump())
-    return MailingListPublic.of(lists.create_list(ctx, backend, name, values))
+    return MailingListPublic.model_validate(lists.create_list(ctx, backend, name, values))
 
 
 @router.get("/lists/{address}")
 def get_list(ctx: ContextDep, backend: ListsDep, address: Address) -> MailingListPublic:
-    return MailingListPublic.of(lists.get_list(ctx, backend, address))
+    return MailingListPublic.model_validate(lists.get_list(ctx, backend, address))
 
 
 @router.patch("/lists/{address}")
@@ -73,7 +76,7 @@ def update_list(
     ctx: ContextDep, backend: ListsDep, address: Address, body: MailingListUpdate
 ) -> MailingListPublic:
     changes = lists.ListChanges(**body.model_dump())
-    return MailingListPublic.of(lists.update_list(ctx, backend, address, changes))
+    return MailingListPublic.model_validate(lists.update_list(ctx, backend, address, changes))
 
 
 @router.delete("/lists/{address}", status_code=status.HTTP_204_NO_CONTENT)
@@ -91,11 +94,11 @@ def list_members(
     backend: ListsDep,
     page: PageDep,
     address: Address,
-    role: Annotated[str | None, Query(max_length=64, description="Only this role.")] = None,
+    role: Annotated[Role | None, Query(max_length=64, description="Only this role.")] = None,
 ) -> Page[ListMemberPublic]:
     """Owners, moderators, then members, each sorted by e-mail."""
     result = lists.list_members(ctx, backend, address, page, role)
-    return page_of(result, ListMemberPublic.of)
+    return page_of(result, ListMemberPublic.model_validate)
 
 
 @router.post("/lists/{address}/members", status_code=status.HTTP_201_CREATED)
@@ -112,7 +115,7 @@ def add_member(
         display_name=body.display_name,
         delivery=body.delivery,
     )
-    return ListMemberPublic.of(member)
+    return ListMemberPublic.model_validate(member)
 
 
 @router.patch("/lists/{address}/members/{email}")
@@ -121,12 +124,12 @@ def update_member(
 ) -> ListMemberPublic:
     """Delivery on or off (role member)."""
     member = lists.set_member_delivery(ctx, backend, address, email, body.delivery)
-    return ListMemberPublic.of(member)
+    return ListMemberPublic.model_validate(member)
 
 
 @router.delete("/lists/{address}/members/{email}", status_code=status.HTTP_204_NO_CONTENT)
 def remove_member(
-    ctx: ContextDep, backend: ListsDep, address: Address, email: Email, role: Role = "member"
+    ctx: ContextDep, backend: ListsDep, address: Address, email: Email, role: RoleQuery = "member"
 ) -> Response:
     lists.remove_member(ctx, backend, address, email, role)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -138,7 +141,7 @@ def list_held(
     ctx: ContextDep, backend: ListsDep, page: PageDep, address: Address
 ) -> Page[HeldMessagePublic]:
     """Posts waiting for a moderator, oldest first."""
-    return page_of(lists.list_held(ctx, backend, address, page), HeldMessagePublic.of)
+    return page_of(lists.list_held(ctx, backend, address, page), HeldMessagePublic.model_validate)
 
 
 @router.post("/lists/{address}/held/{held_id}")

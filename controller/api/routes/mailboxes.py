@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import APIRouter, Response, status
 
-from fastapi import APIRouter, Query, Response, status
-
-from controller.api.deps import ContextDep, PageDep
+from controller.api.deps import ContextDep, DomainFilter, PageDep
 from controller.api.schemas import MailboxCreate, MailboxPublic, MailboxUpdate, Page, page_of
 from controller.domain import mailboxes
 
@@ -17,10 +15,10 @@ router = APIRouter(prefix="/mailboxes", tags=["mailboxes"])
 def list_mailboxes(
     ctx: ContextDep,
     page: PageDep,
-    domain: Annotated[str | None, Query(max_length=1024, description="Only this domain.")] = None,
+    domain: DomainFilter = None,
 ) -> Page[MailboxPublic]:
     result = mailboxes.list_mailboxes(ctx, page, domain)
-    return page_of(result, MailboxPublic.of)
+    return page_of(result, MailboxPublic.model_validate)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
@@ -28,12 +26,12 @@ def create_mailbox(ctx: ContextDep, body: MailboxCreate) -> MailboxPublic:
     mailbox = mailboxes.create_mailbox(
         ctx, body.address, body.password, body.quota_mb, active=body.active
     )
-    return MailboxPublic.of(mailbox)
+    return MailboxPublic.model_validate(mailbox)
 
 
 @router.get("/{address}")
 def get_mailbox(ctx: ContextDep, address: str) -> MailboxPublic:
-    return MailboxPublic.of(mailboxes.get_mailbox(ctx, address))
+    return MailboxPublic.model_validate(mailboxes.get_mailbox(ctx, address))
 
 
 @router.patch("/{address}")
@@ -41,7 +39,7 @@ def update_mailbox(ctx: ContextDep, address: str, body: MailboxUpdate) -> Mailbo
     changes = mailboxes.MailboxChanges(
         password=body.password, quota_mb=body.quota_mb, active=body.active
     )
-    return MailboxPublic.of(mailboxes.update_mailbox(ctx, address, changes))
+    return MailboxPublic.model_validate(mailboxes.update_mailbox(ctx, address, changes))
 
 
 @router.delete("/{address}", status_code=status.HTTP_204_NO_CONTENT)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Request, Response, status
 
-from controller.api.deps import ContextDep, PageDep
+from controller.api.deps import ContextDep, DomainFilter, PageDep
 from controller.api.schemas import (
     Page,
     QuarantineEntryPublic,
@@ -33,17 +33,15 @@ AmavisDep = Annotated[quarantine.Releaser, Depends(get_amavis)]
 def list_quarantine(
     ctx: ContextDep,
     page: PageDep,
-    domain: Annotated[
-        str | None, Query(max_length=1024, description="Only messages to this domain.")
-    ] = None,
+    domain: DomainFilter = None,
 ) -> Page[QuarantineEntryPublic]:
     result = quarantine.list_quarantine(ctx, page, domain)
-    return page_of(result, QuarantineEntryPublic.of)
+    return page_of(result, QuarantineEntryPublic.model_validate)
 
 
 @router.get("/{mail_id}")
 def get_quarantined(ctx: ContextDep, mail_id: str) -> QuarantineEntryPublic:
-    return QuarantineEntryPublic.of(quarantine.get_quarantined(ctx, mail_id))
+    return QuarantineEntryPublic.model_validate(quarantine.get_quarantined(ctx, mail_id))
 
 
 @router.post("/{mail_id}/release")
@@ -61,7 +59,7 @@ def release_quarantined(
     outcome = quarantine.release_quarantined(
         ctx, mail_id, amavis, recipient, requested_by=requested_by
     )
-    return QuarantineReleased.of(outcome)
+    return QuarantineReleased.model_validate(outcome)
 
 
 @router.delete("/{mail_id}", status_code=status.HTTP_204_NO_CONTENT)

@@ -20,18 +20,18 @@ router = APIRouter(prefix="/relay-domains", tags=["relay domains"])
 @router.get("")
 def list_relay_domains(ctx: ContextDep, page: PageDep) -> Page[RelayDomainPublic]:
     result = relay_domains.list_relay_domains(ctx, page)
-    return page_of(result, RelayDomainPublic.of)
+    return page_of(result, RelayDomainPublic.model_validate)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
 def create_relay_domain(ctx: ContextDep, body: RelayDomainCreate) -> RelayDomainPublic:
     created = relay_domains.create_relay_domain(ctx, body.name, body.nexthop, body.active)
-    return RelayDomainPublic.of(created)
+    return RelayDomainPublic.model_validate(created)
 
 
 @router.get("/{name}")
 def get_relay_domain(ctx: ContextDep, name: str) -> RelayDomainPublic:
-    return RelayDomainPublic.of(relay_domains.get_relay_domain(ctx, name))
+    return RelayDomainPublic.model_validate(relay_domains.get_relay_domain(ctx, name))
 
 
 @router.patch("/{name}")
@@ -42,7 +42,7 @@ def update_relay_domain(ctx: ContextDep, name: str, body: RelayDomainUpdate) -> 
         )
     else:
         updated = relay_domains.update_relay_domain(ctx, name, active=body.active)
-    return RelayDomainPublic.of(updated)
+    return RelayDomainPublic.model_validate(updated)
 
 
 @router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT)

@@ -9,10 +9,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from controller.api.deps import PageDep, PrincipalDep, RowId
-from controller.api.schemas import Page
+from controller.api.schemas import ApplyPublic, Page, PlanPublic, SettingsValues, page_of
+from controller.api.schemas import Request as SchemaRequest
 from controller.domain.access import Principal
 from controller.domain.mail_settings import MailSettings, public_values
 from controller.engine.apply import ConfigEngine
@@ -29,15 +30,24 @@ EngineDep = Annotated[ConfigEngine, Depends(get_engine)]
 
 
 class SettingsView(BaseModel):
-    settings: dict[str, Any] = Field(
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
+
+    settings: SettingsValues = Field(
         description="Every setting's effective value; secrets show '********' when set."
     )
-    apply: dict[str, Any] | None = Field(
-        default=None, description="The apply this request made (absent when nothing changed)."
+    apply: ApplyPublic | None = Field(
+        default=None, description="The apply this request made (null when nothing changed)."
     )
 
 
-class PlanRequest(BaseModel):
+def _view(engine: ConfigEngine, record: dict[str, Any] | None = None) -> SettingsView:
+    return SettingsView(
+        settings=SettingsValues.model_validate(public_values(engine.current_settings())),
+        apply=None if record is None else ApplyPublic.model_validate(record),
+    )
+
+
+class PlanRequest(SchemaRequest):
     settings: dict[str, Any] = Field(
         default_factory=dict, description="Proposed changes (as for PATCH); empty shows drift."
     )
@@ -57,7 +67,7 @@ def _change(
     record = engine.change_settings(
         values, replace=replace, actor=principal.name, token_id=principal.token_id
     )
-    return SettingsView(settings=public_values(engine.current_settings()), apply=record)
+    return _view(engine, record)
 
 
 _SETTINGS_BODY = Body(
@@ -70,7 +80,7 @@ _SETTINGS_BODY = Body(
 @router.get("/settings")
 def get_settings(engine: EngineDep, principal: PrincipalDep) -> SettingsView:
     _admin(principal, "read settings", write=False)
-    return SettingsView(settings=public_values(engine.current_settings()))
+    return _view(engine)
 
 
 @router.get("/settings/schema")
@@ -102,32 +112,30 @@ def put_settings(
 
 
 @router.post("/config/plan")
-def plan(
-    engine: EngineDep, principal: PrincipalDep, body: PlanRequest | None = None
-) -> dict[str, Any]:
+def plan(engine: EngineDep, principal: PrincipalDep, body: PlanRequest | None = None) -> PlanPublic:
     """Per service, the unified diff between the running release and what would run
     (with the proposed settings, if any). Changes nothing."""
     _admin(principal, "plan configuration changes", write=False)
     request = body or PlanRequest()
-    return engine.plan(request.settings, replace=request.replace)
+    return PlanPublic.model_validate(engine.plan(request.settings, replace=request.replace))
 
 
 @router.post(
     "/config/reconcile",
+    response_model=ApplyPublic,
     responses={
         200: {"description": "The apply that brought the containers to the desired release."},
         204: {"description": "Every container already ran the desired release."},
     },
 )
-def reconcile(engine: EngineDep, principal: PrincipalDep, response: Response) -> dict[str, Any]:
+def reconcile(engine: EngineDep, principal: PrincipalDep) -> ApplyPublic | Response:
     """Bring every container to the desired release now (the controller also does this
     periodically). 204 when everything already ran it."""
     _admin(principal, "reconcile the configuration", write=True)
     record = engine.reconcile(trigger="api")
     if record is None:
-        response.status_code = status.HTTP_204_NO_CONTENT
-        return {}
-    return record
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+    return ApplyPublic.model_validate(record)
 
 
 @router.get("/config/applies")
@@ -138,16 +146,13 @@ def list_applies(
     status_filter: Annotated[
         str | None, Query(alias="status", description="Only applies with this status.")
     ] = None,
-) -> Page[dict[str, Any]]:
+) -> Page[ApplyPublic]:
     """Every apply, newest first: when, by whom, what changed, outcome, duration."""
     _admin(principal, "read applies", write=False)
-    result = engine.list_applies(page, status_filter)
-    return Page[dict[str, Any]](
-        items=list(result.items), total=result.total, limit=result.limit, offset=result.offset
-    )
+    return page_of(engine.list_applies(page, status_filter), ApplyPublic.model_validate)
 
 
 @router.get("/config/applies/{apply_id}")
-def get_apply(engine: EngineDep, principal: PrincipalDep, apply_id: RowId) -> dict[str, Any]:
+def get_apply(engine: EngineDep, principal: PrincipalDep, apply_id: RowId) -> ApplyPublic:
     _admin(principal, "read applies", write=False)
-    return engine.get_apply(apply_id)
+    return ApplyPublic.model_validate(engine.get_apply(apply_id))

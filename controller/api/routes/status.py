@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
 from controller.api.deps import PrincipalDep
-from controller.engine.mail_status import MailStatus, MailStatusWatch
+from controller.engine.mail_status import MailStatusWatch
 
 router = APIRouter(tags=["status"])
 
@@ -32,10 +32,6 @@ class MailStatusPublic(BaseModel):
     queue: QueueStatePublic | None = Field(description="None when Postfix does not answer.")
     checked_at: str = Field(description="When this was read (UTC, ISO 8601).")
 
-    @classmethod
-    def of(cls, status: MailStatus) -> MailStatusPublic:
-        return cls.model_validate(status.view())
-
 
 @router.get("/status")
 def mail_status(request: Request, principal: PrincipalDep) -> MailStatusPublic:
@@ -45,4 +41,4 @@ def mail_status(request: Request, principal: PrincipalDep) -> MailStatusPublic:
     the administrator can do. `mailyard status` prints the same."""
     principal.require_admin("read the status of the whole stack")
     watch: MailStatusWatch = request.app.state.mail_status
-    return MailStatusPublic.of(watch.run_once())
+    return MailStatusPublic.model_validate(watch.run_once().view())

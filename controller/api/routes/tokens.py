@@ -14,7 +14,7 @@ router = APIRouter(prefix="/tokens", tags=["tokens"])
 @router.get("")
 def list_tokens(ctx: ContextDep, page: PageDep) -> Page[TokenPublic]:
     result = tokens.list_tokens(ctx, page)
-    return page_of(result, TokenPublic.of)
+    return page_of(result, TokenPublic.model_validate)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
@@ -29,12 +29,14 @@ def create_token(ctx: ContextDep, body: TokenCreate) -> TokenCreated:
         expires_in_days=body.expires_in_days,
         networks=body.networks,
     )
-    return TokenCreated(**TokenPublic.of(issued.token).model_dump(), token=issued.secret)
+    return TokenCreated(
+        **TokenPublic.model_validate(issued.token).model_dump(), token=issued.secret
+    )
 
 
 @router.get("/{token_id}")
 def get_token(ctx: ContextDep, token_id: RowId) -> TokenPublic:
-    return TokenPublic.of(tokens.get_token(ctx, token_id))
+    return TokenPublic.model_validate(tokens.get_token(ctx, token_id))
 
 
 @router.delete("/{token_id}", status_code=status.HTTP_204_NO_CONTENT)
